@@ -1,0 +1,97 @@
+"""pienteger_nb: the Pienteger completions API in Jupyter and IPython.
+
+``%load_ext pienteger_nb`` registers ``%%pienteger`` and ``%pienteger``. ``Client`` is the
+plain-Python way in; ``usage()`` returns the ledger of every call as a DataFrame.
+Importing this package is cheap: pandas, ipywidgets and IPython load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .client import Client, Stream
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    PientegerError,
+    RateLimitError,
+    StreamError,
+)
+from .types import CallRecord, Choice, Chunk, Completion, Model, Usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .widgets import PromptForm
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "Stream",
+    "Model",
+    "Usage",
+    "Choice",
+    "Chunk",
+    "Completion",
+    "CallRecord",
+    "PientegerError",
+    "ConfigurationError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIStatusError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "RateLimitError",
+    "InternalServerError",
+    "StreamError",
+    "PromptForm",
+    "usage",
+    "usage_summary",
+    "complete_many",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+# Lazily imported public names: module, attribute.
+_LAZY = {
+    "PromptForm": ("widgets", "PromptForm"),
+    "usage": ("usage", "usage"),
+    "usage_summary": ("usage", "usage_summary"),
+    "complete_many": ("batch", "complete_many"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pienteger_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext pienteger_nb``: register the magics."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

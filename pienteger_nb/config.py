@@ -1,0 +1,256 @@
+"""Settings from arguments, this kernel, the environment and defaults; the masked key.
+
+Precedence: explicit argument > kernel setting (``%pienteger config``) > ``PIENTEGER_*``
+environment variable > default. Nothing is cached at import: every ``resolve()`` reads the
+environment again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://api.pienteger.com/oaiv1"
+DEFAULT_MODEL = "text-davinci-003"
+FORMATS = ("markdown", "text", "code", "html", "json")
+
+KEY_HELP = (
+    "set PIENTEGER_API_KEY in the environment, run %pienteger login in a notebook, "
+    "or pass Client(api_key=...)"
+)
+
+
+class Secret:
+    """An API key that never shows itself: str() and repr() give ``****abcd``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        if isinstance(value, Secret):
+            value = value.get()
+        self._value = str(value)
+
+    def get(self) -> str:
+        """The real key, for the ``X-Api-Key`` header only."""
+        return self._value
+
+    @property
+    def masked(self) -> str:
+        return mask(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret('{self.masked}')"
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> Any:  # never pickle the key into a file by accident
+        raise TypeError("a Secret cannot be pickled")
+
+
+def mask(key: str | None) -> str:
+    """``****abcd`` for a key (the last 4 characters, none when the key is short)."""
+    if not key:
+        return "(not set)"
+    return "****" + (key[-4:] if len(key) >= 12 else "")
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_format(text: str) -> str:
+    if text not in FORMATS:
+        raise ValueError(f"expected one of {', '.join(FORMATS)}, got {text!r}")
+    return text
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.strip().lower() in ("", "none") else int(text)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "none") else float(text)
+
+
+@dataclass(frozen=True)
+class _Field:
+    parse: Callable[[str], Any]
+    default: Any
+    env: str | None = None
+    help: str = ""
+
+
+# The settings `%pienteger config` knows (never the key), with their parsers and defaults.
+FIELDS: dict[str, _Field] = {
+    "model": _Field(str, DEFAULT_MODEL, "PIENTEGER_MODEL", "default model"),
+    "base_url": _Field(str, DEFAULT_BASE_URL, "PIENTEGER_BASE_URL", "API root"),
+    "temperature": _Field(_optional_float, None, None, "default temperature (service default when none)"),
+    "max_tokens": _Field(_optional_int, None, None, "default max_tokens (service default when none)"),
+    "stream": _Field(_parse_bool, True, None, "stream tokens as they arrive"),
+    "format": _Field(_parse_format, "markdown", None, "how the magic renders the result"),
+    "timeout": _Field(float, 60.0, None, "read timeout in seconds"),
+    "max_retries": _Field(int, 2, None, "retries after the first try"),
+    "show_usage": _Field(_parse_bool, True, None, "print the usage line after a completion"),
+    "store_prompts": _Field(_parse_bool, False, None, "keep prompts and completions in the ledger"),
+    "debug": _Field(_parse_bool, False, None, "show full tracebacks"),
+}
+
+_lock = threading.Lock()
+_kernel: dict[str, Any] = {}
+_kernel_key: Secret | None = None
+
+
+def set_kernel(name: str, value: Any) -> Any:
+    """Set a kernel-level setting (``%pienteger config name=value``); returns the parsed value."""
+    if name in ("api_key", "key"):
+        raise ConfigurationError("the key is not a config setting: use %pienteger login or PIENTEGER_API_KEY")
+    if name not in FIELDS:
+        import difflib
+
+        near = difflib.get_close_matches(name, FIELDS, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise ConfigurationError(f"unknown setting {name!r}{hint}; known: {', '.join(FIELDS)}")
+    parsed = FIELDS[name].parse(value) if isinstance(value, str) else value
+    if name == "base_url":
+        check_base_url(parsed)
+    with _lock:
+        _kernel[name] = parsed
+    return parsed
+
+
+def clear_kernel(name: str | None = None) -> None:
+    """Forget one kernel-level setting, or all of them (and the logged-in key)."""
+    global _kernel_key
+    with _lock:
+        if name is None:
+            _kernel.clear()
+            _kernel_key = None
+        else:
+            _kernel.pop(name, None)
+
+
+def set_kernel_key(key: str | Secret | None) -> None:
+    """Keep a key in this kernel's memory only (``%pienteger login``)."""
+    global _kernel_key
+    with _lock:
+        _kernel_key = Secret(key) if key else None
+
+
+def get(name: str, explicit: Any = None) -> Any:
+    """One setting's effective value."""
+    return lookup(name, explicit)[0]
+
+
+def lookup(name: str, explicit: Any = None) -> tuple[Any, str]:
+    """(value, origin) for a setting; origin is argument, kernel, environment or default."""
+    field = FIELDS[name]
+    if explicit is not None:
+        return explicit, "argument"
+    with _lock:
+        if name in _kernel:
+            return _kernel[name], "kernel"
+    if field.env:
+        raw = os.environ.get(field.env)
+        if raw:
+            try:
+                return field.parse(raw), "environment"
+            except ValueError as exc:
+                raise ConfigurationError(f"{field.env}={raw!r} is not valid: {exc}") from None
+    return field.default, "default"
+
+
+def api_key(explicit: str | Secret | None = None) -> tuple[Secret | None, str]:
+    """(key, origin), or (None, "missing")."""
+    if explicit:
+        return Secret(explicit), "argument"
+    with _lock:
+        if _kernel_key:
+            return _kernel_key, "kernel"
+    env = os.environ.get("PIENTEGER_API_KEY")
+    if env:
+        return Secret(env.strip()), "environment"
+    return None, "missing"
+
+
+def require_key(explicit: str | Secret | None = None) -> Secret:
+    """The key, or a ConfigurationError that says how to set one."""
+    key, _ = api_key(explicit)
+    if key is None:
+        raise ConfigurationError(f"no Pienteger API key: {KEY_HELP}")
+    return key
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> str:
+    """The URL without a trailing slash, or ConfigurationError when it is not usable."""
+    parts = urlsplit(str(url).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base URL {url!r} is not an http(s) URL; set PIENTEGER_BASE_URL to e.g. {DEFAULT_BASE_URL}"
+        )
+    if parts.username or parts.password:
+        raise ConfigurationError("base URL must not carry credentials; use PIENTEGER_API_KEY for the key")
+    return str(url).strip().rstrip("/")
+
+
+def check_key_transport(url: str) -> None:
+    """Refuse to send a key over plain http to a host that is not loopback."""
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing to send the API key over plain http to {parts.hostname}; use https "
+            "(plain http is allowed only to loopback, e.g. the bundled emulator)"
+        )
+
+
+def default_usage_db() -> str:
+    """``PIENTEGER_USAGE_DB``, else ``$XDG_DATA_HOME/pienteger_nb/usage.sqlite``."""
+    env = os.environ.get("PIENTEGER_USAGE_DB")
+    if env:
+        return env
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "pienteger_nb" / "usage.sqlite")
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(name, shown value, origin) for every setting, the key masked, for display."""
+    key, origin = api_key()
+    rows = [("api_key", key.masked if key else "(not set)", origin)]
+    for name in FIELDS:
+        value, where = lookup(name)
+        rows.append((name, "none" if value is None else str(value), where))
+    db = default_usage_db()
+    rows.append(("usage_db", db, "environment" if os.environ.get("PIENTEGER_USAGE_DB") else "default"))
+    return rows

@@ -1,0 +1,124 @@
+"""Typed, immutable results: Model, Usage, Choice, Completion, Chunk and CallRecord."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+UsageSource = Literal["reported", "estimated"]
+CallStatus = Literal["ok", "error", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model the service offers."""
+
+    id: str
+    owned_by: str = ""
+    object: str = "model"
+    permission: tuple[Any, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Model:
+        return cls(
+            id=str(data.get("id", "")),
+            owned_by=str(data.get("owned_by") or ""),
+            object=str(data.get("object") or "model"),
+            permission=tuple(data.get("permission") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts; ``source`` says whether the service reported them or we estimated."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    source: UsageSource = "reported"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One generated text; ``index`` = prompt position * n + i."""
+
+    text: str
+    index: int = 0
+    finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished completion. ``text`` and ``finish_reason`` are the first choice's."""
+
+    id: str
+    model: str
+    choices: tuple[Choice, ...]
+    usage: Usage
+    created: int = 0
+    request_id: str | None = None
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    attempts: int = 1
+    requested_model: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text if self.choices else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One decoded streaming event: new text for one choice, or the closing usage."""
+
+    index: int = 0
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
+    usage: Usage | None = None
+    id: str = ""
+    model: str = ""
+    created: int = 0
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """The outcome of one API call, as the client reports it to its ``on_call`` hook.
+
+    One record per call, whatever happened: the usage ledger turns each into a row.
+    ``prompt`` and ``text`` are always filled here; the ledger stores them only when asked.
+    """
+
+    time: _dt.datetime
+    source: str
+    model: str
+    status: CallStatus
+    endpoint: str = "completions"
+    error: str = ""
+    http_status: int | None = None
+    stream: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    usage_source: UsageSource | None = None
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    finish_reason: str | None = None
+    attempts: int = 1
+    request_id: str | None = None
+    prompt: str | list[str] | None = None
+    text: str | None = None
+    execution_count: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+__all__ = ["Model", "Usage", "Choice", "Completion", "Chunk", "CallRecord"]

@@ -1,0 +1,41 @@
+"""Shared fixtures: an isolated environment per test and the emulator on loopback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+TEST_KEY = "pk-test-0123456789abcdefSECRET"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Clear PIENTEGER_* variables, point the ledger and XDG dirs at tmp_path, reset kernel settings."""
+    for name in list(os.environ):
+        if name.startswith("PIENTEGER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("PIENTEGER_USAGE_DB", str(tmp_path / "usage.sqlite"))
+    from pienteger_nb import config
+
+    config.clear_kernel()
+    yield
+    config.clear_kernel()
+
+
+@pytest.fixture
+def emulator():
+    """A fresh emulator on 127.0.0.1, port 0, key TEST_KEY; stopped (stalls released) after the test."""
+    from pienteger_nb.emulator import Emulator
+
+    with Emulator(api_key=TEST_KEY) as emu:
+        yield emu
+
+
+@pytest.fixture
+def env_emulator(emulator, monkeypatch):
+    """The emulator, with PIENTEGER_API_KEY and PIENTEGER_BASE_URL pointing at it."""
+    monkeypatch.setenv("PIENTEGER_API_KEY", emulator.api_key)
+    monkeypatch.setenv("PIENTEGER_BASE_URL", emulator.url)
+    return emulator
