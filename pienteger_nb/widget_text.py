@@ -1,0 +1,145 @@
+"""The words of the PromptForm: its status line, one-sentence errors, and the stop field's syntax."""
+
+from __future__ import annotations
+
+import http
+import re
+from collections.abc import Iterable
+
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamError,
+)
+
+_TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", ",": ","}
+MAX_SENTENCE = 400
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text`` by the documented tokenizer (the figure marked "estimated")."""
+    return len(_TOKEN.findall(text or ""))
+
+
+def unescape(text: str) -> str:
+    r"""``\n``, ``\t``, ``\r``, ``\\`` and ``\,`` become the characters they name; other
+    backslashes stay as typed."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[text[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def parse_stop(text: str) -> list[str]:
+    r"""Stop sequences from the form's field: separated by commas or newlines, spaces around
+    each trimmed, ``\n``/``\t`` escapes for newline and tab, ``\,`` for a literal comma."""
+    pieces: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch in ",\n":
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    pieces.append("".join(current))
+    return [unescape(p.strip(" ")) for p in pieces if p.strip(" ")]
+
+
+def status_summary(
+    *,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    seconds: float,
+    finish_reason: str | None,
+    usage_source: str,
+    stopped: bool = False,
+) -> str:
+    """``model · 5 → 120 tokens (reported) · 2.31 s · finish: length``; ``Stopped · ...`` after a stop."""
+    parts = [model, f"{prompt_tokens} → {completion_tokens} tokens ({usage_source})", f"{seconds:.2f} s"]
+    if stopped:
+        return "Stopped · " + " · ".join(parts) + " · partial text kept"
+    parts.append(f"finish: {finish_reason or 'unknown'}")
+    return " · ".join(parts)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "error"
+
+
+def _hint(exc: APIStatusError) -> str:
+    if isinstance(exc, AuthenticationError):
+        return "check PIENTEGER_API_KEY or run %pienteger login"
+    if isinstance(exc, PermissionDeniedError):
+        return "this key may not do that; check the model and your plan"
+    if isinstance(exc, NotFoundError):
+        return "check the model name (the dropdown lists the models)"
+    if isinstance(exc, RateLimitError):
+        if exc.code == "insufficient_quota":
+            return "the quota is used up; check your plan"
+        wait = getattr(exc, "retry_after", None)
+        return f"rate limited; try again in {wait:.0f} s" if wait else "rate limited; try again shortly"
+    if isinstance(exc, BadRequestError):
+        return f"check {exc.param}" if exc.param else "check the parameters"
+    if isinstance(exc, InternalServerError):
+        return "trouble on the service's side; try again in a moment"
+    return "try again"
+
+
+def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
+    """One line that says what failed and what to do, e.g.
+    ``Error: 401 unauthorized: bad key; check PIENTEGER_API_KEY ... (request req_1).``"""
+    if isinstance(exc, APIStatusError):
+        message = (exc.message or "").strip().rstrip(".")
+        head = f"{exc.status_code} {_phrase(exc.status_code)}"
+        text = f"{head}: {message}; {_hint(exc)}" if message else f"{head}; {_hint(exc)}"
+        if exc.request_id:
+            text += f" (request {exc.request_id})"
+    elif isinstance(exc, ConfigurationError):
+        text = str(exc)
+    elif isinstance(exc, APITimeoutError):
+        text = f"no answer in time ({exc}); try again, or raise the timeout with %pienteger config timeout=120"
+    elif isinstance(exc, APIConnectionError):
+        text = f"could not reach the service ({exc}); check PIENTEGER_BASE_URL and the network"
+    elif isinstance(exc, StreamError):
+        rid = getattr(exc, "request_id", None)
+        text = f"the stream broke ({exc}); the text so far is kept" + (f" (request {rid})" if rid else "")
+    elif isinstance(exc, (ValueError, TypeError)):
+        text = str(exc)
+    else:
+        text = f"unexpected {type(exc).__name__}: {exc}"
+    text = " ".join(text.split())  # one line, whatever the message held
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "****")
+    if len(text) > MAX_SENTENCE:
+        text = text[: MAX_SENTENCE - 1] + "…"
+    if not text.endswith((".", "…")):
+        text += "."
+    return "Error: " + text[0].upper() + text[1:]

@@ -1,0 +1,297 @@
+"""PromptForm: a widget form for completions that streams into its own output area.
+
+The generation runs in a background thread, so the kernel stays free while tokens arrive and
+a Stop click is handled at once (a click is not processed while a cell blocks). The API key
+lives only inside the client object: no widget ever holds it, so neither nbclient nor
+JupyterLab's widget ``saveState`` can write it into a notebook.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import config
+from .errors import PientegerError
+from .types import Completion
+from .widget_text import error_sentence, estimate_tokens, parse_stop, status_summary, unescape
+from .widget_view import UPDATE_INTERVAL, FormView, _Painter, _start_timer
+
+HISTORY_LENGTH = 20
+
+
+@dataclass(frozen=True)
+class _Job:
+    client: Any
+    prompt: str
+    model: str
+    stream: bool
+    params: dict[str, Any]
+
+
+class PromptForm(FormView):
+    """A form for one prompt at a time: pick a model, set the options, Submit, watch it stream.
+
+    ``form.submit()`` / ``form.stop()`` do what the buttons do; ``form.wait()`` joins the
+    running generation; ``form.result`` is the last call's ``Completion`` (None after an
+    error or a stop that left none) and ``form.history`` a short list of this form's calls.
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        model: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[float, Callable[[], None]], Any] = _start_timer,
+        update_interval: float = UPDATE_INTERVAL,
+    ):
+        self._own_client = client is None
+        self._settings: Any = None
+        self._client: Any = None
+        self._client_error: Exception | None = None
+        self._given_client = client
+        self._clock = clock
+        self._timer = timer
+        self._interval = update_interval
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stream: Any = None
+        self._stop_requested = threading.Event()
+        self._painter: _Painter | None = None
+        self.result: Completion | None = None
+        self.history: list[dict[str, Any]] = []
+        super().__init__(model)
+        self.submit_button.on_click(lambda _b: self.submit())
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.refresh_button.on_click(lambda _b: self.refresh_models())
+        self.refresh_models()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "idle"
+        return f"<PromptForm model={self.model_name!r} {state}; display it in a notebook to use it>"
+
+    # -- client and models ----------------------------------------------------------------
+
+    def _ensure_client(self) -> Any:
+        """The form's client (source "form"); an own client is rebuilt when settings changed."""
+        if not self._own_client:
+            if self._client is None:
+                self._client = self._given_client.with_options(source="form")
+            return self._client
+        key, _ = config.api_key()
+        settings: tuple[Any, ...]
+        try:
+            settings = (key, config.get("base_url"), config.get("timeout"), config.get("max_retries"))
+        except PientegerError as exc:
+            settings = ("invalid", str(exc))
+        if self._client is None or settings != self._settings:
+            from .client import Client
+
+            self._settings = settings
+            try:
+                self._client = Client().with_options(source="form")
+                self._client_error = None
+            except (PientegerError, ValueError) as exc:
+                self._client, self._client_error = None, exc
+        return self._client
+
+    def refresh_models(self) -> None:
+        """Fill the model dropdown from the API; on failure show a text field and say why."""
+        client = self._ensure_client()
+        current = self.model_name or self._default_model
+        try:
+            if client is None:
+                raise self._client_error or PientegerError("no client")
+            lister = client.with_options(max_retries=0)  # a form should not hang on a listing
+            ids = [m.id for m in lister.models()]
+            if not ids:
+                raise PientegerError("the service listed no models")
+        except Exception as exc:  # noqa: BLE001  any failure: the form stays usable with a typed model
+            self._use_model_text(current)
+            reason = error_sentence(exc, secrets=self._secrets()).removeprefix("Error: ").rstrip(".")
+            self._set_status(f"Could not list the models: {reason}. Type a model name instead.",
+                             kind="warn")
+            return
+        self._use_model_list(ids, current)
+        self._set_status(f"Ready: {len(ids)} models.", kind="info")
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _secrets(self) -> list[str]:
+        """Key values that must never reach a widget (a last guard; errors never carry it)."""
+        found = []
+        key, _ = config.api_key()
+        if key:
+            found.append(key.get())
+        for value in vars(self._client or object()).values():
+            if isinstance(value, config.Secret) and value:
+                found.append(value.get())
+        return found
+
+    # -- actions --------------------------------------------------------------------------
+
+    def _read_job(self) -> _Job:
+        client = self._ensure_client()
+        if client is None:
+            raise self._client_error or PientegerError("no client")
+        model = self.model_name
+        if not model:
+            raise ValueError("choose or type a model first")
+        prompt = self.prompt.value
+        suffix = unescape(self.suffix.value)
+        if not prompt.strip() and not suffix:
+            raise ValueError("the prompt is empty; type one first")
+        params: dict[str, Any] = {
+            "temperature": float(self.temperature.value),
+            "top_p": float(self.top_p.value),
+            "max_tokens": int(self.max_tokens.value),
+        }
+        if suffix:
+            params["suffix"] = suffix
+        stop = parse_stop(self.stop_field.value)
+        if stop:
+            params["stop"] = stop if len(stop) > 1 else stop[0]
+        return _Job(client=client, prompt=prompt, model=model, stream=bool(self.stream.value), params=params)
+
+    def submit(self) -> threading.Thread | None:
+        """Start a generation in a background thread and return it (None when one is running
+        or the form's input is not usable; the status line then says why)."""
+        with self._lock:
+            if self.running:
+                return None
+            try:
+                job = self._read_job()
+            except Exception as exc:  # noqa: BLE001  bad input: one line in the status, no traceback
+                self._set_status(error_sentence(exc, secrets=self._secrets()), kind="error")
+                return None
+            self._stop_requested.clear()
+            self._stream = None
+            self._set_running(True)
+            self.output.outputs = ()
+            self._painter = _Painter(self._show, interval=self._interval, clock=self._clock,
+                                     timer=self._timer)
+            verb = "Streaming" if job.stream else "Waiting for"
+            self._set_status(f"{verb} {job.model}...", kind="info")
+            thread = threading.Thread(target=self._run, args=(job, self._painter), daemon=True,
+                                      name="pienteger-form")
+            self._thread = thread
+            thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Stop the running generation; the text so far stays and the call is recorded as cancelled."""
+        self._stop_requested.set()
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            stream.close()  # thread-safe: the reading thread's iteration ends quietly
+        if self.running:
+            self.stop_button.disabled = True
+            self._set_status("Stopping...", kind="info")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the running generation; True when none is running any more."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def close(self) -> None:
+        """Stop any generation and close every widget of the form."""
+        self.stop()
+        self.wait(5)
+        super().close()
+
+    # -- the generation thread ------------------------------------------------------------
+
+    def _run(self, job: _Job, painter: _Painter) -> None:
+        started = time.perf_counter()
+        received: list[str] = []  # the text so far survives an error mid-stream
+        text, completion, error = "", None, None
+        try:
+            if job.stream:
+                completion = self._run_stream(job, painter, received)
+                text = "".join(received)
+            elif not self._stop_requested.is_set():
+                completion = job.client.complete(job.prompt, model=job.model, **job.params)
+                text = completion.text
+        except Exception as exc:  # noqa: BLE001  shown as one line; the form stays usable
+            error = exc
+            text = "".join(received) or getattr(exc, "partial_text", "") or ""
+        seconds = time.perf_counter() - started
+        stopped = self._stop_requested.is_set()
+        try:
+            painter.finish(text)
+            self.result = completion
+            self._report(job, text, completion, error, stopped, seconds)
+        finally:
+            with self._lock:
+                self._stream = None
+            self._set_running(False)
+
+    def _run_stream(self, job: _Job, painter: _Painter, received: list[str]) -> Completion | None:
+        if self._stop_requested.is_set():
+            return None
+        stream = job.client.stream(job.prompt, model=job.model, **job.params)
+        with stream:
+            with self._lock:
+                self._stream = stream
+            if self._stop_requested.is_set():  # Stop came while the request was being made
+                stream.close()
+            text = ""
+            for delta in stream:
+                received.append(delta)
+                text += delta
+                painter.offer(text)
+        return stream.completion
+
+    def _report(self, job: _Job, text: str, completion: Completion | None, error: Exception | None,
+                stopped: bool, seconds: float) -> None:
+        if stopped and completion is None:
+            status = "cancelled"
+        elif error is not None:
+            status = "error"
+        else:
+            status = "ok"
+        prompt_tokens = completion.usage.prompt_tokens if completion else estimate_tokens(job.prompt)
+        completion_tokens = completion.usage.completion_tokens if completion else estimate_tokens(text)
+        entry: dict[str, Any] = {
+            "prompt": job.prompt if len(job.prompt) <= 200 else job.prompt[:199] + "…",
+            "model": completion.model if completion else job.model,
+            "status": status,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "seconds": round(completion.latency_s if completion and completion.latency_s else seconds, 3),
+            "finish_reason": completion.finish_reason if completion else None,
+            "request_id": completion.request_id if completion else getattr(error, "request_id", None),
+            "error": error_sentence(error, secrets=self._secrets()) if error is not None else "",
+        }
+        self.history.append(entry)
+        del self.history[:-HISTORY_LENGTH]
+        if status == "error":
+            self._set_status(str(entry["error"]), kind="error")
+        else:
+            note = ""
+            if stopped and status == "ok" and not job.stream:
+                note = " (Stop cannot cut short a request that is not streamed)"
+            elif stopped and completion is not None:
+                note = " (finished before Stop took effect)"
+            line = status_summary(
+                model=str(entry["model"]), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                seconds=float(entry["seconds"]), finish_reason=entry["finish_reason"],
+                usage_source=completion.usage.source if completion else "estimated",
+                stopped=status == "cancelled",
+            )
+            self._set_status(line + note, kind="warn" if status == "cancelled" else "ok")
+        self._render_history(self.history)
+
+
+__all__ = ["PromptForm"]
