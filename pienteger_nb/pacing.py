@@ -1,0 +1,180 @@
+"""RateLimiter: one pacer shared by a batch's workers, so a rate-limited service sees no storm.
+
+The client calls ``acquire()`` before every attempt and ``observe(status_code, retry_after,
+ratelimit)`` after every response (the ``pacer`` protocol). The limiter keeps three rules:
+
+- a known limit (``rpm=``) spaces request starts ``60 / rpm`` seconds apart;
+- a 429 pauses EVERY worker until its ``Retry-After`` has passed (``default_pause`` when the
+  service gave none), not only the one that got it;
+- ``x-ratelimit-remaining-requests`` / ``-tokens`` slow the pace before 429s come: while what
+  remains is low, starts are spaced at the rate the service can sustain (its capacity per
+  minute, learned from the largest "remaining" seen).
+
+Time comes from an injectable ``clock`` and waits go through an injectable ``sleep``, so tests
+assert on what the limiter asked for rather than on wall time. ``cancel()`` wakes every waiter.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+# Below this share of the learned capacity, "remaining" counts as low and the pace slows.
+LOW_SHARE = 0.2
+
+
+class Cancelled(Exception):
+    """The batch was cancelled while this worker waited for its turn."""
+
+
+class RateLimiter:
+    """Paces request starts across threads (the client's ``pacer``): see the module docstring.
+
+    ``concurrency`` is how many requests may be in flight at once; "remaining" below twice that
+    also counts as low, since that many requests may already be on their way. ``trace``, when
+    a list, receives ``("grant", t)`` and ``("pause", t, until)`` tuples (for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        rpm: float | None = None,
+        concurrency: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] | None = None,
+        default_pause: float = 1.0,
+        max_pause: float = 120.0,
+        trace: list[tuple[Any, ...]] | None = None,
+    ):
+        if rpm is not None and not rpm > 0:
+            raise ValueError(f"rpm must be a positive number of requests per minute, got {rpm!r}")
+        self.rpm = rpm
+        self.concurrency = max(1, int(concurrency))
+        self.default_pause = default_pause
+        self.max_pause = max_pause
+        self._clock = clock
+        self._cancelled = threading.Event()
+        self._sleep: Callable[[float], Any] = sleep if sleep is not None else self._cancelled.wait
+        self._lock = threading.Lock()
+        self._next_free = -math.inf
+        self._paused_until = -math.inf
+        self._trace = trace
+        # What the service told us: the largest remaining seen (its capacity) and the latest.
+        self._cap: dict[str, int] = {}
+        self._remaining: dict[str, int] = {}
+        self._seen_since_cap: dict[str, int] = {}
+        self.granted = 0
+        self.rate_limited = 0
+
+    # -- the pacer protocol ---------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Block until this worker may start a request; raises ``Cancelled`` after ``cancel()``."""
+        while True:
+            with self._lock:
+                if self._cancelled.is_set():
+                    raise Cancelled("the batch was cancelled")
+                now = self._clock()
+                start = max(self._paused_until, self._next_free)
+                if start <= now:
+                    self._next_free = now + self.interval()
+                    self.granted += 1
+                    if self._trace is not None:
+                        self._trace.append(("grant", now))
+                    return
+                wait = start - now
+            self._sleep(wait)
+
+    def observe(self, status_code: int | None, retry_after: float | None, ratelimit: Mapping[str, Any]) -> None:
+        """Take in one response: a 429 pauses everyone; remaining-* headers tune the pace."""
+        with self._lock:
+            now = self._clock()
+            if status_code == 429:
+                self.rate_limited += 1
+                pause = retry_after if retry_after is not None and retry_after >= 0 else self.default_pause
+                until = now + min(pause, self.max_pause)
+                if until > self._paused_until:
+                    self._paused_until = until
+                    if self._trace is not None:
+                        self._trace.append(("pause", now, until))
+            for kind in ("requests", "tokens"):
+                value = _as_int((ratelimit or {}).get(kind))
+                if value is None:
+                    continue
+                self._remaining[kind] = value
+                if value + 1 > self._cap.get(kind, 0):
+                    self._cap[kind] = value + 1
+                    self._seen_since_cap[kind] = 0
+                else:
+                    self._seen_since_cap[kind] = self._seen_since_cap.get(kind, 0) + 1
+
+    # -- control and introspection ----------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Wake every waiting worker; later ``acquire()`` and ``sleep()`` calls raise ``Cancelled``."""
+        self._cancelled.set()
+
+    def reopen(self) -> None:
+        """Undo ``cancel()`` so the limiter can pace another batch (pauses and pace are kept)."""
+        self._cancelled.clear()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """A sleep that ``cancel()`` interrupts (given to the client for its retry backoff)."""
+        if self._cancelled.is_set():
+            raise Cancelled("the batch was cancelled")
+        if seconds > 0:
+            self._sleep(seconds)
+        if self._cancelled.is_set():
+            raise Cancelled("the batch was cancelled")
+
+    def interval(self) -> float:
+        """Seconds between request starts right now (0 when nothing asks to slow down)."""
+        gap = 60.0 / self.rpm if self.rpm else 0.0
+        cap = self._cap.get("requests")
+        left = self._remaining.get("requests")
+        if cap and left is not None and self._is_low(left, cap):
+            gap = max(gap, 60.0 / cap)
+        tcap = self._cap.get("tokens")
+        tleft = self._remaining.get("tokens")
+        if tcap and tleft is not None and self._is_low(tleft, tcap, tokens=True):
+            # Tokens per request, from how far "remaining" fell over the responses seen since
+            # the largest value: the capacity lasts tcap / per_request requests a minute.
+            used = max(tcap - 1 - tleft, 1)
+            per_request = used / max(self._seen_since_cap.get("tokens", 0), 1)
+            gap = max(gap, 60.0 * per_request / tcap)
+        return gap
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time before which no worker starts (``-inf`` when never paused)."""
+        return self._paused_until
+
+    def _is_low(self, left: int, cap: int, *, tokens: bool = False) -> bool:
+        floor = cap * LOW_SHARE
+        if not tokens:
+            floor = max(floor, 2 * self.concurrency)
+        return left <= floor
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter(rpm={self.rpm}, interval={self.interval():.3f}s, granted={self.granted}, "
+            f"rate_limited={self.rate_limited})"
+        )
+
+
+def _as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+__all__ = ["RateLimiter", "Cancelled"]
