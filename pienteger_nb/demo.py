@@ -1,0 +1,276 @@
+"""``pienteger-nb demo``: the quickstart notebook run against the bundled emulator, or JupyterLab on it.
+
+``run_demo(args)`` starts the emulator on loopback with a throwaway key, executes
+``notebooks/quickstart.ipynb`` in a fresh kernel pointed at it, writes the executed notebook and
+an HTML copy, and prints what the calls cost (from a ledger of its own, so the user's ledger
+stays clean). With ``--lab`` it opens JupyterLab on the notebooks instead, kernels pointed at
+the emulator, until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.util
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PROG = "pienteger-nb demo"
+INSTALL_HINT = 'pip install -e ".[demo]"'
+QUICKSTART = "quickstart.ipynb"
+# Fast enough that the demo takes seconds, slow enough that tokens visibly stream in --lab.
+TOKENS_PER_SECOND = 200.0
+
+
+class DemoError(Exception):
+    """A reason the demo cannot go on: one line for the user."""
+
+
+def missing_dependencies(*, lab: bool) -> list[str]:
+    """Names of the demo's own dependencies that are not installed."""
+    needed = ["nbclient", "nbconvert", "nbformat", "ipykernel"] + (["jupyterlab"] if lab else [])
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+def find_notebooks(explicit: str | None = None) -> Path:
+    """The notebooks folder: ``explicit``, else ``notebooks/`` of the checkout this package runs from."""
+    if explicit:
+        folder = Path(explicit).expanduser()
+    else:
+        # An editable install (the README's `pip install -e ".[demo]"`) runs the package from the
+        # checkout, so the notebooks sit next to it; a wheel install has no notebooks.
+        folder = Path(__file__).resolve().parent.parent / "notebooks"
+    if not (folder / QUICKSTART).is_file():
+        raise DemoError(
+            f"no {QUICKSTART} in {folder}: run the demo from a source checkout installed with "
+            f"{INSTALL_HINT}, or pass --notebooks DIR"
+        )
+    return folder
+
+
+def kernel_env(*, url: str, api_key: str, db: Path) -> dict[str, str]:
+    """This process's environment with every ``PIENTEGER_*`` setting replaced by the emulator's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIENTEGER_")}
+    env.update(PIENTEGER_API_KEY=api_key, PIENTEGER_BASE_URL=url, PIENTEGER_USAGE_DB=str(db))
+    return env
+
+
+def start_emulator(api_key: str) -> Any:
+    """The bundled emulator, started on loopback."""
+    from .emulator import Emulator
+
+    return Emulator(api_key=api_key, host="127.0.0.1", port=0, tokens_per_second=TOKENS_PER_SECOND).start()
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def execute_notebook(source: Path, *, env: dict[str, str], cwd: Path, timeout: float) -> tuple[Any, str | None]:
+    """(the executed notebook, None) or (the notebook as far as it ran, a one-line failure)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellControlSignal, DeadKernelError
+
+    nb = nbformat.read(source, as_version=4)
+    current = {"index": -1}
+
+    def on_cell_start(cell: Any, cell_index: int) -> None:
+        current["index"] = cell_index
+
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+        on_cell_start=on_cell_start,
+    )
+    try:
+        client.execute(env=env)
+    except (CellControlSignal, DeadKernelError, TimeoutError) as exc:
+        index = current["index"]
+        cell = nb.cells[index] if 0 <= index < len(nb.cells) else None
+        where = f"cell {index + 1} of {source.name}"
+        if cell is not None and _first_line(cell.source):
+            where += f" ({_first_line(cell.source)[:60]})"
+        ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+        return nb, f"{where} failed: {ename}: {_first_line(_strip_ansi(evalue)) or 'no message'}"
+    except RuntimeError as exc:  # the kernel did not start
+        return nb, f"the notebook's kernel failed: {_first_line(str(exc))}"
+    return nb, None
+
+
+def write_outputs(nb: Any, *, out: Path, name: str) -> tuple[Path, Path]:
+    """Write the executed notebook and its HTML copy into ``out``; returns both paths."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook_path = out / name
+    html_path = notebook_path.with_suffix(".html")
+    nbformat.write(nb, notebook_path)
+    body, _resources = HTMLExporter().from_notebook_node(nb)
+    html_path.write_text(body, encoding="utf-8")
+    return notebook_path, html_path
+
+
+def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
+    """Lines saying how many calls the ledger holds since ``since`` and their tokens by model."""
+    if not db.exists():
+        return ["Calls: none recorded"]
+    import pandas as pd
+
+    from .usage import UsageLog
+
+    log = UsageLog(str(db))
+    try:
+        frame = log.frame()
+    finally:
+        log.close()
+    if len(frame) and "time" in frame:
+        times = pd.to_datetime(frame["time"], utc=True)
+        frame = frame[times >= pd.Timestamp(since)]
+    if not len(frame):
+        return ["Calls: none recorded"]
+    statuses = frame["status"].astype(str).value_counts()
+    detail = ", ".join(f"{statuses[s]} {s}" for s in ("ok", "error", "cancelled") if s in statuses)
+    lines = [f"Calls: {len(frame)} ({detail})", "Tokens by model (prompt + completion = total):"]
+    tokens = frame.groupby(frame["model"].astype(str))[["prompt_tokens", "completion_tokens", "total_tokens"]]
+    width = max(len(m) for m in tokens.groups)
+    for model, row in tokens.sum().iterrows():
+        lines.append(
+            f"  {model:<{width}}  {int(row['prompt_tokens']):>6} + {int(row['completion_tokens']):>6}"
+            f" = {int(row['total_tokens']):>6}"
+        )
+    return lines
+
+
+def _print_error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``pienteger-nb demo [--lab]``; returns the exit status."""
+    missing = missing_dependencies(lab=args.lab)
+    if missing:
+        _print_error(f"the demo needs {', '.join(missing)} (not installed): {INSTALL_HINT}")
+        return 1
+    try:
+        notebooks = find_notebooks(args.notebooks)
+        out = Path(args.out).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        db = Path(args.db).expanduser() if args.db else out / "usage.sqlite"
+        api_key = args.api_key or "pk-demo-" + secrets.token_hex(16)
+        emulator = start_emulator(api_key)
+    except (DemoError, OSError) as exc:
+        _print_error(str(exc))
+        return 1
+    env = kernel_env(url=emulator.url, api_key=api_key, db=db)
+    since = _dt.datetime.now(_dt.UTC)
+    try:
+        if args.lab:
+            return run_lab(notebooks=notebooks, env=env, out=out, port=args.port, emulator_url=emulator.url)
+        return _run_quickstart(notebooks=notebooks, env=env, out=out, db=db, since=since,
+                               timeout=args.timeout, emulator_url=emulator.url)
+    finally:
+        emulator.stop()
+        if args.lab:
+            print("\n".join(ledger_summary(db, since=since)))
+
+
+def _run_quickstart(*, notebooks: Path, env: dict[str, str], out: Path, db: Path, since: _dt.datetime,
+                    timeout: float, emulator_url: str) -> int:
+    source = notebooks / QUICKSTART
+    print(f"Running {source} against the bundled emulator at {emulator_url} ...", flush=True)
+    nb, failure = execute_notebook(source, env=env, cwd=out, timeout=timeout)
+    notebook_path, html_path = write_outputs(nb, out=out, name=QUICKSTART)
+    if failure:
+        _print_error(f"{failure} (the notebook as far as it ran: {notebook_path})")
+        return 1
+    print("\n".join(ledger_summary(db, since=since)))
+    print("Files:")
+    print(f"  executed notebook  {notebook_path}")
+    print(f"  HTML copy          {html_path}")
+    print(f"  usage ledger       {db}")
+    print("Next: pienteger-nb demo --lab opens all the notebooks in JupyterLab with the emulator running.")
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_lab(proc: subprocess.Popen[bytes], url: str, *, deadline_s: float = 90.0) -> bool:
+    """True once JupyterLab answers ``/api/status``; False when it exits or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)  # polling a starting server: there is nothing to wait on instead
+    return False
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_lab(*, notebooks: Path, env: dict[str, str], out: Path, port: int | None, emulator_url: str) -> int:
+    """JupyterLab on ``notebooks`` with ``env`` (the emulator's settings) until Ctrl-C; the exit status."""
+    port = port or _free_port()
+    token = secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    log_path = out / "jupyterlab.log"
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` stops both, like Ctrl-C
+    with open(log_path, "wb") as log:
+        # Own session: a terminal Ctrl-C reaches only us, and we stop JupyterLab cleanly (it
+        # would otherwise ask "Shutdown this Jupyter server?" on a stdin it does not have).
+        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            if not _wait_for_lab(proc, f"http://127.0.0.1:{port}/api/status?token={token}"):
+                _print_error(f"JupyterLab did not start; see {log_path}")
+                return 1
+            print(f"Emulator:   {emulator_url}  (kernels started in this JupyterLab use it)")
+            print(f"JupyterLab: http://127.0.0.1:{port}/lab?token={token}")
+            print(f"Log:        {log_path}")
+            print("Press Ctrl-C to stop JupyterLab and the emulator.", flush=True)
+            code = proc.wait()
+            _print_error(f"JupyterLab exited with status {code}; see {log_path}")
+            return 1
+        except KeyboardInterrupt:
+            print("\nStopping JupyterLab and the emulator ...", flush=True)
+            return 0
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,166 @@
+"""Every notebook in notebooks/ runs top to bottom in a fresh kernel against the emulator.
+
+One kernel per notebook (kernel start-up is the cost). The executed notebook is written to
+disk and read back, exported to HTML, and both are scanned for the key; the usage ledger the
+kernel wrote (the autouse fixture's, under tmp_path) is checked for the calls each notebook made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TEST_KEY
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+nbconvert = pytest.importorskip("nbconvert")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ALL = ["quickstart.ipynb", "widgets.ipynb", "usage-analysis.ipynb", "batch.ipynb"]
+
+pytestmark = pytest.mark.notebook
+
+
+def _run(name: str, tmp_path: Path, *, extra: str | None = None) -> tuple[Any, str, str]:
+    """Execute notebooks/NAME in a fresh kernel (environment: this process's, as the test set it).
+
+    ``extra`` is a last cell run in the same kernel and removed before saving (a test's probe).
+    Returns the notebook as saved and read back, its file text and its HTML.
+    """
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    if extra is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(extra))
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    if extra is not None:
+        probe = nb.cells.pop()
+        assert not any(o.output_type == "error" for o in probe.outputs), probe.outputs
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    saved = nbformat.read(path, as_version=4)
+    html, _ = nbconvert.HTMLExporter().from_notebook_node(saved)
+    return saved, path.read_text(encoding="utf-8"), html
+
+
+def _text(cell: Any) -> str:
+    """Everything a cell showed, as text (streams, plain text and markdown of displays, errors)."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append(f"{out.ename}: {out.evalue}")
+        else:
+            for mime in ("text/plain", "text/markdown", "text/html"):
+                if mime in out.get("data", {}):
+                    parts.append(str(out.data[mime]))
+    return "".join(parts)
+
+
+def _cell(nb: Any, startswith: str) -> Any:
+    return next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(startswith))
+
+
+def _assert_only_tagged_errors(nb: Any) -> None:
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if "raises-exception" in cell.metadata.get("tags", []):
+            assert len(errors) == 1, f"expected an error from:\n{cell.source}"
+        else:
+            assert not errors, f"cell failed:\n{cell.source}\n{errors}"
+
+
+def _ledger() -> Any:
+    from pienteger_nb.usage import default_log
+
+    return default_log().frame()
+
+
+@pytest.fixture
+def key_env(env_emulator, monkeypatch):
+    """The kernel starts with PIENTEGER_API_KEY / PIENTEGER_BASE_URL pointing at the emulator."""
+    return env_emulator
+
+
+def test_notebooks_are_saved_without_outputs():
+    for name in ALL:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{name}: {cell.source[:40]}"
+        assert "widgets" not in nb.metadata, name
+
+
+def test_quickstart_without_a_key_starts_the_emulator(tmp_path):
+    # No PIENTEGER_API_KEY (the autouse fixture cleared it): the notebook's own branch starts the
+    # bundled emulator. The probe cell saves the key it generated so the test can look for it.
+    keyfile = tmp_path / "emulator-key.txt"
+    probe = (
+        "from pienteger_nb import config as _config\n"
+        f"_ = open({str(keyfile)!r}, 'w').write(_config.api_key()[0].get())"
+    )
+    nb, text, html = _run("quickstart.ipynb", tmp_path, extra=probe)
+    key = keyfile.read_text()
+    assert len(key) >= 12
+    assert key not in text and key not in html
+    _assert_only_tagged_errors(nb)
+
+    streamed = _text(_cell(nb, "%%pienteger\n"))
+    assert streamed.strip()
+    printed = _text(_cell(nb, "print(result.text"))
+    assert "stop" in printed or "length" in printed
+    dry = _text(_cell(nb, "%%pienteger --dry-run"))
+    assert "text-ada-001" in dry and "rate limits" in dry  # the request, with {topic} filled in
+    error = _text(_cell(nb, "%%pienteger -m no-such-model"))
+    assert "404" in error or "no-such-model" in error
+    assert "Traceback" not in error
+    assert "text-davinci-003" in _text(_cell(nb, "%pienteger usage"))
+
+    ledger = _ledger()
+    assert set(ledger["source"].astype(str)) == {"magic"}
+    assert (ledger["status"].astype(str) == "error").sum() == 1  # the unknown model; the dry run is not a call
+    assert (ledger["status"].astype(str) == "ok").sum() == 4
+
+
+def test_widgets_notebook(key_env, tmp_path):
+    nb, text, html = _run("widgets.ipynb", tmp_path)
+    assert TEST_KEY not in text and TEST_KEY not in html
+    _assert_only_tagged_errors(nb)
+    assert _text(_cell(nb, "form.prompt.value")).strip()
+    assert "application/vnd.jupyter.widget-state+json" in json.dumps(nb.metadata.get("widgets", {}))
+    ledger = _ledger()
+    assert list(ledger["source"].astype(str)) == ["form"]
+    assert list(ledger["status"].astype(str)) == ["ok"]
+    assert key_env.requests[-1].body["max_tokens"] == 40
+
+
+def test_usage_analysis_notebook(key_env, tmp_path):
+    nb, text, html = _run("usage-analysis.ipynb", tmp_path)
+    assert TEST_KEY not in text and TEST_KEY not in html
+    _assert_only_tagged_errors(nb)
+    assert "no-such-model" in _text(_cell(nb, "failures ="))
+    plot = _cell(nb, "try:\n    import matplotlib")
+    assert any("image/png" in o.get("data", {}) for o in plot.outputs), "the plot is missing"
+    ledger = _ledger()
+    assert len(ledger) == 6
+    assert (ledger["status"].astype(str) == "error").sum() == 1
+
+
+def test_batch_notebook(key_env, tmp_path):
+    nb, text, html = _run("batch.ipynb", tmp_path)
+    assert TEST_KEY not in text and TEST_KEY not in html
+    _assert_only_tagged_errors(nb)
+    assert "summary" in _text(_cell(nb, "summaries ="))
+    ledger = _ledger()
+    assert (ledger["source"].astype(str) == "batch").sum() == 9  # 6 reviews + 3 questions
+    assert set(ledger["status"].astype(str)) == {"ok"}
+    bodies = [r.body for r in key_env.requests if r.path.endswith("/completions")]
+    assert any("kettle" in str(b.get("prompt")) for b in bodies)
