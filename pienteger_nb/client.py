@@ -1,12 +1,340 @@
-"""Client: placeholder until the client lands (issue 3); the helper replaces this file."""
+"""Client: the Pienteger completions API over requests, with retries, typed results and errors.
+
+::
+
+    client = Client()                      # settings from pienteger_nb.config
+    c = client.complete("Say this is a test", max_tokens=7)
+    with client.stream("Once upon a time", max_tokens=200) as s:
+        for delta in s:
+            print(delta, end="")
+
+Every completion call (ok, error or cancelled) is reported once as a ``CallRecord`` to
+``on_call`` (or, when that is None, to the recorder set with ``set_default_recorder``;
+``on_call=False`` turns recording off). ``models()``/``model()`` are not recorded, and nor is
+a call refused before anything was sent (a bad parameter, no key). The key lives in a
+``config.Secret`` and is never logged, shown or put into an error.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import requests
+
+from . import config
+from .errors import APIConnectionError, APIStatusError, ConfigurationError
+from .httperrors import map_exception, status_error
+from .params import build_body
+from .results import CallState, completion_from
+from .retry import Pacer, backoff, describe_wait, is_retryable_status, ratelimit_from, retry_after
+from .stream import Stream
+from .types import CallRecord, Completion, Model
+
+log = logging.getLogger("pienteger_nb")
+
+Recorder = Callable[[CallRecord], Any]
+_default_recorder: Recorder | None = None
+_version: str | None = None
+
+
+def set_default_recorder(fn: Recorder | None) -> None:
+    """Where calls are reported when a Client has ``on_call=None`` (the package wires the usage ledger)."""
+    global _default_recorder
+    _default_recorder = fn
+
+
+def user_agent() -> str:
+    """``pienteger-nb/<version>``."""
+    global _version
+    if _version is None:
+        try:
+            from importlib.metadata import version
+
+            _version = version("pienteger_nb")
+        except Exception:
+            _version = "0"
+    return f"pienteger-nb/{_version}"
+
 
 class Client:
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("the client is being written")
+    """A connection to the Pienteger API; safe to share across threads (one Session per thread)."""
+
+    def __init__(
+        self,
+        api_key: str | config.Secret | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float = 5.0,
+        max_retries: int | None = None,
+        source: str = "client",
+        on_call: Recorder | Literal[False] | None = None,
+        include_usage: bool = True,
+        sleep: Callable[[float], Any] = time.sleep,
+        pacer: Pacer | None = None,
+        max_retry_wait: float = 60.0,
+    ):
+        self._key, _ = config.api_key(api_key)
+        self.base_url: str = config.check_base_url(config.get("base_url", base_url))
+        self.default_model: str = config.get("model")
+        self.timeout = float(config.get("timeout", timeout))
+        self.connect_timeout = float(connect_timeout)
+        self.max_retries = int(config.get("max_retries", max_retries))
+        if self.timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("timeout and connect_timeout must be > 0 seconds")
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.source = source
+        self.on_call = on_call
+        self.include_usage = include_usage
+        self.pacer = pacer
+        self.max_retry_wait = float(max_retry_wait)
+        self._sleep = sleep
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._models_path: str | None = None  # "/models" or "/getmodels", once one has worked
+
+    # -- set-up ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        key = self._key.masked if self._key else "(not set)"
+        return f"Client(base_url={self.base_url!r}, api_key={key!r}, source={self.source!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection this client opened (in any thread)."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def with_options(self, **options: Any) -> Client:
+        """A new Client like this one with some options changed, e.g. ``with_options(source="magic")``."""
+        current: dict[str, Any] = dict(
+            api_key=self._key, base_url=self.base_url, timeout=self.timeout,
+            connect_timeout=self.connect_timeout, max_retries=self.max_retries, source=self.source,
+            on_call=self.on_call, include_usage=self.include_usage, sleep=self._sleep, pacer=self.pacer,
+            max_retry_wait=self.max_retry_wait,
+        )
+        unknown = set(options) - set(current)
+        if unknown:
+            raise TypeError(f"unknown option(s) {sorted(unknown)}; known: {', '.join(current)}")
+        current.update(options)
+        return Client(**current)
+
+    def require_key(self) -> config.Secret:
+        """The key, or ConfigurationError (how to set one) now."""
+        if not self._key:
+            raise ConfigurationError(f"no Pienteger API key: {config.KEY_HELP}")
+        return self._key
+
+    @property
+    def api_key_masked(self) -> str:
+        return self._key.masked if self._key else "(not set)"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = user_agent()
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _headers(self, *, stream: bool, masked: bool = False) -> dict[str, str]:
+        key = self.require_key()
+        config.check_key_transport(self.base_url)
+        return {
+            "X-Api-Key": key.masked if masked else key.get(),
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+            "User-Agent": user_agent(),
+        }
+
+    # -- the request loop -----------------------------------------------------------------
+    def _request(
+        self, method: str, path: str, *, body: dict[str, Any] | None, stream: bool, call: CallState
+    ) -> requests.Response:
+        """A response with a status < 400 (body unread), after any retries; else our error."""
+        headers = self._headers(stream=stream)
+        url = self.base_url + path
+        data = json.dumps(body).encode() if body is not None else None
+        session = self._session()
+        secret = self._key.get() if self._key else None
+        while True:
+            call.attempts += 1
+            attempt = call.attempts
+            if self.pacer is not None:
+                self.pacer.acquire()
+            try:
+                # stream=True always: the body is read by us, so a failure while reading a
+                # successful body is never retried (the service may have done the work).
+                resp = session.request(
+                    method, url, data=data, headers=headers, stream=True,
+                    timeout=(self.connect_timeout, self.timeout),
+                )
+            except requests.RequestException as exc:
+                err = map_exception(exc, timeout=self.timeout)
+                log.debug("%s %s failed: %s (attempt %d)", method, url, type(err).__name__, attempt)
+                if self.pacer is not None:
+                    self.pacer.observe(None, None, {})
+                if isinstance(err, APIConnectionError) and attempt <= self.max_retries:
+                    self._wait(backoff(attempt), attempt, type(err).__name__)
+                    continue
+                if attempt > 1:
+                    err.args = (f"{err} (after {attempt} attempts)",)
+                raise err from exc
+            status = resp.status_code
+            call.http_status = status
+            call.request_id = resp.headers.get("x-request-id")
+            call.ratelimit = ratelimit_from(resp.headers)
+            wait = retry_after(resp.headers)
+            if self.pacer is not None:
+                self.pacer.observe(status, wait, call.ratelimit)
+            log.debug("%s %s -> %d (request id %s, attempt %d)", method, url, status, call.request_id, attempt)
+            if status < 400:
+                return resp
+            try:
+                raw = resp.content
+            except requests.RequestException:
+                raw = b""
+            finally:
+                resp.close()
+            err = status_error(status, raw, resp.headers, reason=resp.reason, path=path,
+                               retry_after=wait, secret=secret)
+            if not is_retryable_status(status, err.code):
+                raise err
+            if wait is not None and wait > self.max_retry_wait:
+                raise self._too_long(err, wait)
+            if attempt > self.max_retries:
+                if attempt > 1:
+                    err.message = f"{err.message} (after {attempt} attempts)"
+                raise err
+            self._wait(wait if wait is not None else backoff(attempt), attempt, f"HTTP {status}")
+
+    def _too_long(self, err: APIStatusError, wait: float) -> APIStatusError:
+        err.message = (
+            f"the service asks to wait {describe_wait(wait)} before retrying, more than "
+            f"max_retry_wait={self.max_retry_wait:g} s; wait and try again, or raise max_retry_wait "
+            f"({err.message})"
+        )
+        return err
+
+    def _wait(self, seconds: float, attempt: int, why: str) -> None:
+        log.debug("retrying after %s in %.3f s (attempt %d of %d)", why, seconds, attempt + 1, self.max_retries + 1)
+        self._sleep(seconds)
+
+    def _report(self, record: CallRecord) -> None:
+        recorder = _default_recorder if self.on_call is None else self.on_call
+        if not recorder:
+            return
+        try:
+            recorder(record)
+        except Exception as exc:  # a broken ledger must never break the call
+            log.warning("recording the call failed: %s: %s", type(exc).__name__, exc)
+
+    def _json(self, resp: requests.Response, call: CallState) -> Any:
+        try:
+            raw = resp.content
+        except requests.RequestException as exc:
+            raise map_exception(exc, timeout=self.timeout) from exc
+        finally:
+            resp.close()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise APIConnectionError(
+                f"the service answered HTTP {resp.status_code} with something that is not JSON; "
+                "check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)"
+            ) from None
+
+    # -- the API ----------------------------------------------------------------------------
+    def models(self) -> list[Model]:
+        """Every model the service offers (GET /models, falling back to GET /getmodels on 404)."""
+        paths = [self._models_path] if self._models_path else ["/models", "/getmodels"]
+        for i, path in enumerate(paths):
+            call = CallState(model="", prompt=None, stream=False, source=self.source, endpoint="models")
+            try:
+                resp = self._request("GET", path, body=None, stream=False, call=call)
+            except APIStatusError as exc:
+                if exc.status_code == 404 and i + 1 < len(paths):
+                    continue
+                raise
+            data = self._json(resp, call)
+            self._models_path = path
+            items = data.get("data") if isinstance(data, dict) else data
+            return [Model.from_dict(m) for m in items or () if isinstance(m, dict)]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def model(self, model_id: str) -> Model:
+        """One model (GET /models/{id}); NotFoundError for an unknown id."""
+        if not isinstance(model_id, str) or not model_id.strip():
+            raise ValueError(f"model id must be a non-empty string, got {model_id!r}")
+        call = CallState(model=model_id, prompt=None, stream=False, source=self.source, endpoint="models")
+        resp = self._request("GET", f"/models/{requests.utils.quote(model_id, safe='')}", body=None,
+                             stream=False, call=call)
+        return Model.from_dict(self._json(resp, call))
+
+    def _prepare(self, prompt: Any, model: str | None, stream: bool, extra_body: Mapping[str, Any] | None,
+                 params: dict[str, Any]) -> dict[str, Any]:
+        return build_body(prompt, model=model or self.default_model, stream=stream,
+                          include_usage=self.include_usage, params=params, extra_body=extra_body)
+
+    def request_preview(self, prompt: str | list[str], *, model: str | None = None, stream: bool = False,
+                        extra_body: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+        """The request a call would send, validated the same way, key masked; sends nothing."""
+        body = self._prepare(prompt, model, stream, extra_body, params)
+        return {"method": "POST", "url": self.base_url + "/completions",
+                "headers": self._headers(stream=stream, masked=True), "json": body}
+
+    def complete(self, prompt: str | list[str], *, model: str | None = None,
+                 extra_body: Mapping[str, Any] | None = None, **params: Any) -> Completion:
+        """The whole completion, once it is done. Parameters are checked before anything is sent."""
+        body = self._prepare(prompt, model, False, extra_body, params)
+        self.require_key()
+        call = CallState(model=body["model"], prompt=prompt, stream=False, source=self.source)
+        try:
+            resp = self._request("POST", "/completions", body=body, stream=False, call=call)
+            data = self._json(resp, call)
+            if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+                raise APIConnectionError("the service's answer has no choices; check PIENTEGER_BASE_URL")
+            result = completion_from(data, call=call, latency_s=time.perf_counter() - call.started)
+        except BaseException as exc:
+            status = "error" if isinstance(exc, Exception) else "cancelled"
+            self._report(call.record(status, error=exc if isinstance(exc, Exception) else None))
+            raise
+        self._report(call.record("ok", usage=result.usage, text=result.text,
+                                 finish_reason=result.finish_reason, latency_s=result.latency_s))
+        return result
+
+    def stream(self, prompt: str | list[str], *, model: str | None = None,
+               extra_body: Mapping[str, Any] | None = None, **params: Any) -> Stream:
+        """A Stream (use ``with``): iterate it for text as it arrives; ``.completion`` after the end.
+
+        The request is sent (and retried) now, so an error status raises here.
+        """
+        body = self._prepare(prompt, model, True, extra_body, params)
+        self.require_key()
+        call = CallState(model=body["model"], prompt=prompt, stream=True, source=self.source)
+        try:
+            resp = self._request("POST", "/completions", body=body, stream=True, call=call)
+        except BaseException as exc:
+            status = "error" if isinstance(exc, Exception) else "cancelled"
+            self._report(call.record(status, error=exc if isinstance(exc, Exception) else None))
+            raise
+        return Stream(resp, call=call, report=self._report, timeout=self.timeout)
 
 
-class Stream:
-    pass
+__all__ = ["Client", "Stream", "set_default_recorder"]

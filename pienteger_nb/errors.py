@@ -55,6 +55,7 @@ class APIStatusError(PientegerError):
         code: str | None = None,
         type: str | None = None,
         param: str | None = None,
+        retry_after: float | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -63,6 +64,7 @@ class APIStatusError(PientegerError):
         self.code = code
         self.type = type
         self.param = param
+        self.retry_after = retry_after  # seconds the service asked us to wait, when it said
 
     def __str__(self) -> str:
         rid = f", request id {self.request_id}" if self.request_id else ""

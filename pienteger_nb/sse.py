@@ -44,7 +44,7 @@ class Event:
 class SSEDecoder:
     """Turns raw bytes, split anyhow, into ``Event`` objects."""
 
-    __slots__ = ("_pending", "_skip_lf", "_at_start", "_last_id", "truncated")
+    __slots__ = ("_at_start", "_last_id", "_pending", "_skip_lf", "truncated")
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []  # bytes after the last event boundary, LF-normalised

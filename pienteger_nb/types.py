@@ -63,6 +63,8 @@ class Completion:
     ttft_s: float | None = None
     attempts: int = 1
     requested_model: str | None = None
+    # remaining quota from x-ratelimit-remaining-* headers: "requests"/"tokens" -> int
+    ratelimit: dict[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def text(self) -> str:

@@ -1,0 +1,156 @@
+"""The one boundary where HTTP failures become pienteger_nb errors.
+
+``map_exception`` turns any ``requests`` (or, for raw reads, ``urllib3``) exception into one of
+ours, most specific first; callers ``raise mapped from exc`` so the cause is kept.
+``status_error`` turns an error response (JSON, HTML or empty) into the right
+``APIStatusError`` subclass with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+import urllib3.exceptions as u3
+
+from . import config
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    PientegerError,
+    status_error_class,
+)
+from .retry import describe_wait
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    """requests reports a read timeout mid-body as ConnectionError(ReadTimeoutError(...))."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (u3.ReadTimeoutError, TimeoutError)):
+            return True
+        stack.extend(item.args)
+        stack.append(item.__cause__)
+        stack.append(item.__context__)
+        stack.append(getattr(item, "reason", None))
+    return False
+
+
+def map_exception(exc: BaseException, *, timeout: float | None = None) -> PientegerError:
+    """Our error for a requests/urllib3 exception (never raises; unknown ones become APIConnectionError)."""
+    if isinstance(exc, PientegerError):
+        return exc
+    within = f" within {timeout:g} s" if timeout else ""
+    # ConnectTimeout is both a ConnectionError and a Timeout: check it first.
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, u3.ConnectTimeoutError)):
+        return APITimeoutError(f"could not connect to the service{within}; check the base URL and network")
+    if isinstance(exc, (requests.exceptions.Timeout, u3.TimeoutError)) or _is_read_timeout(exc):
+        return APITimeoutError(
+            f"the service sent nothing{within} (read timeout); try again or raise Client(timeout=...)"
+        )
+    if isinstance(exc, (requests.exceptions.SSLError, u3.SSLError)):
+        return APIConnectionError(f"TLS/SSL failure talking to the service: {type(exc).__name__}")
+    if isinstance(exc, (requests.exceptions.ProxyError, u3.ProxyError)):
+        return APIConnectionError("could not get through the HTTP proxy; check HTTPS_PROXY / NO_PROXY")
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, u3.ProtocolError)):
+        return APIConnectionError("the connection dropped while the answer was being read; try again")
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return APIConnectionError("the answer could not be decompressed; try again")
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema, requests.exceptions.URLRequired,
+                        requests.exceptions.InvalidProxyURL, u3.LocationParseError)):
+        return ConfigurationError("the request URL is not valid; check PIENTEGER_BASE_URL")
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return ConfigurationError("a request header is not valid; check the API key for stray characters")
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return APIConnectionError("too many redirects; check PIENTEGER_BASE_URL")
+    if isinstance(exc, (requests.exceptions.ConnectionError, u3.NewConnectionError, ConnectionError)):
+        return APIConnectionError("could not reach the service, or it closed the connection; try again")
+    if isinstance(exc, requests.exceptions.HTTPError):
+        resp = exc.response
+        if resp is not None:
+            return status_error(resp.status_code, resp.content or b"", resp.headers, reason=resp.reason)
+    if isinstance(exc, requests.exceptions.JSONDecodeError):
+        return APIConnectionError("the service answered with something that is not JSON; check the base URL")
+    return APIConnectionError(f"request failed: {type(exc).__name__}")
+
+
+def _hint(status: int, code: str | None, path: str, retry_after: float | None) -> str:
+    if status == 401:
+        return "check PIENTEGER_API_KEY or run %pienteger login"
+    if status == 403:
+        return "this key is not allowed to do that; check its permissions"
+    if status == 404:
+        if "completions" in path or "/models/" in path:
+            return "check the model name; list models with client.models()"
+        return "check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)"
+    if status == 429:
+        if code == "insufficient_quota":
+            return "your quota is used up; check your plan (retrying will not help)"
+        wait = f"wait {describe_wait(retry_after)}" if retry_after is not None else "wait a moment"
+        return f"slow down or {wait} and try again"
+    if status in (408, 409):
+        return "try again"
+    if status >= 500:
+        return "trouble on the service's side; try again later"
+    if status == 400:
+        return "fix the parameter and try again"
+    return ""
+
+
+def status_error(
+    status: int,
+    body: bytes,
+    headers: Any,
+    *,
+    reason: str | None = None,
+    path: str = "",
+    retry_after: float | None = None,
+    secret: str | None = None,
+) -> APIStatusError:
+    """The APIStatusError subclass for an error answer; its message says what to do."""
+    error: dict[str, Any] = {}
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        inner = parsed.get("error", parsed)
+        error = inner if isinstance(inner, dict) else {"message": str(inner)}
+    message = str(error.get("message") or "").strip()
+    if not message:
+        what = f"HTTP {status} {reason or ''}".strip()
+        if not text:
+            message = f"{what} with an empty body"
+        elif text.lstrip()[:1] == "<":
+            message = f"{what} (an HTML page, probably from a proxy in front of the service)"
+        else:
+            message = f"{what}: {text[:200]}"
+    code = error.get("code")
+    hint = _hint(status, str(code) if code else None, path, retry_after)
+    if hint:
+        message = f"{message}: {hint}" if not message.endswith(".") else f"{message} {hint[0].upper()}{hint[1:]}"
+    if secret:
+        message = message.replace(secret, config.mask(secret))  # never echo a key back
+    cls = status_error_class(status)
+    return cls(
+        message,
+        status_code=status,
+        request_id=headers.get("x-request-id") if headers is not None else None,
+        code=str(code) if code is not None else None,
+        type=str(error["type"]) if error.get("type") is not None else None,
+        param=str(error["param"]) if error.get("param") is not None else None,
+        retry_after=retry_after,
+    )
+
+
+__all__ = ["map_exception", "status_error"]

@@ -1,0 +1,148 @@
+"""Turning answers into typed results, estimating tokens, and the per-call record state."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import time as _time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .types import CallRecord, Choice, Completion, Usage
+
+_TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
+
+
+def estimate_tokens(text: str | list[str] | None) -> int:
+    """Tokens by the documented estimator (words, punctuation, runs of space)."""
+    if not text:
+        return 0
+    if isinstance(text, str):
+        return len(_TOKEN.findall(text))
+    return sum(len(_TOKEN.findall(t)) for t in text)
+
+
+@dataclass
+class CallState:
+    """What one call has learnt so far; becomes a CallRecord when it ends."""
+
+    model: str
+    prompt: Any
+    stream: bool
+    source: str
+    endpoint: str = "completions"
+    time: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
+    started: float = field(default_factory=_time.perf_counter)
+    attempts: int = 0
+    http_status: int | None = None
+    request_id: str | None = None
+    ratelimit: dict[str, int] = field(default_factory=dict)
+
+    def record(
+        self,
+        status: str,
+        *,
+        error: BaseException | None = None,
+        usage: Usage | None = None,
+        text: str | None = None,
+        finish_reason: str | None = None,
+        ttft_s: float | None = None,
+        latency_s: float | None = None,
+    ) -> CallRecord:
+        """The CallRecord for this call's outcome (the error as "ClassName: message")."""
+        return CallRecord(
+            time=self.time,
+            source=self.source,
+            model=self.model,
+            status=status,  # type: ignore[arg-type]
+            endpoint=self.endpoint,
+            error=f"{type(error).__name__}: {error}" if error is not None else "",
+            http_status=self.http_status,
+            stream=self.stream,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            total_tokens=usage.total_tokens if usage else None,
+            usage_source=usage.source if usage else None,
+            latency_s=latency_s if latency_s is not None else _time.perf_counter() - self.started,
+            ttft_s=ttft_s,
+            finish_reason=finish_reason,
+            attempts=max(self.attempts, 1),
+            request_id=self.request_id,
+            prompt=self.prompt,
+            text=text,
+        )
+
+
+def estimated_usage(prompt: Any, texts: list[str]) -> Usage:
+    """Usage counted by the estimator, marked ``estimated``."""
+    p = estimate_tokens(prompt)
+    c = sum(estimate_tokens(t) for t in texts)
+    return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c, source="estimated")
+
+
+def usage_from(data: Any) -> Usage | None:
+    """A reported Usage from a ``usage`` object, or None when absent or unusable."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        p = int(data.get("prompt_tokens") or 0)
+        c = int(data.get("completion_tokens") or 0)
+        t = int(data.get("total_tokens") or (p + c))
+    except (TypeError, ValueError):
+        return None
+    return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=t, source="reported")
+
+
+def choices_from(items: Any) -> tuple[Choice, ...]:
+    """Choices sorted by ``index``."""
+    out = []
+    for position, item in enumerate(items or ()):
+        if not isinstance(item, dict):
+            continue
+        index = item.get("index")
+        out.append(
+            Choice(
+                text=item.get("text") or "",
+                index=int(index) if isinstance(index, int) else position,
+                finish_reason=item.get("finish_reason"),
+                logprobs=item.get("logprobs"),
+            )
+        )
+    out.sort(key=lambda c: c.index)
+    return tuple(out)
+
+
+def completion_from(data: dict[str, Any], *, call: CallState, latency_s: float) -> Completion:
+    """A Completion from a non-streamed answer; usage estimated when the answer had none."""
+    choices = choices_from(data.get("choices"))
+    usage = usage_from(data.get("usage")) or estimated_usage(call.prompt, [c.text for c in choices])
+    return Completion(
+        id=str(data.get("id") or ""),
+        model=str(data.get("model") or call.model),
+        choices=choices,
+        usage=usage,
+        created=int(data.get("created") or 0),
+        request_id=call.request_id,
+        latency_s=latency_s,
+        ttft_s=None,
+        attempts=max(call.attempts, 1),
+        requested_model=call.model,
+        ratelimit=dict(call.ratelimit),
+    )
+
+
+def merge_logprobs(old: dict[str, Any] | None, new: Any) -> dict[str, Any] | None:
+    """Streamed logprobs pieces concatenated list by list."""
+    if not isinstance(new, dict):
+        return old
+    if old is None:
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in new.items()}
+    for key, value in new.items():
+        if isinstance(value, list) and isinstance(old.get(key), list):
+            old[key].extend(value)
+        else:
+            old[key] = value
+    return old
+
+
+__all__ = ["CallState", "choices_from", "completion_from", "estimate_tokens", "estimated_usage", "usage_from"]

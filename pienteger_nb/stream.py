@@ -1,0 +1,337 @@
+"""Stream: a streamed completion, read as text deltas (or Chunks) and assembled by choice index.
+
+The response is read with ``iter_content(chunk_size=None)`` into ``sse.SSEDecoder`` (never
+``iter_lines``). How a stream ends:
+
+- ``data: [DONE]``: ok; ``.completion`` holds the assembled Completion.
+- ``close()`` (from any thread), leaving the ``with`` early, ``break`` + ``close``, or
+  KeyboardInterrupt: recorded ``cancelled``; iteration ends quietly (KeyboardInterrupt is
+  re-raised). ``.text`` keeps what had arrived.
+- an ``{"error": ...}`` event mid-stream, a malformed (non-JSON) event, a dropped connection,
+  or the end of the body without ``[DONE]``: ``StreamError`` with ``.partial_text``. The HTTP
+  status was 200 by then, so these are stream errors, not APIStatusErrors; an error event's
+  ``code``/``type`` are in the message.
+- no bytes for longer than the read timeout: ``APITimeoutError``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+
+from .errors import APIConnectionError, APITimeoutError, PientegerError, StreamError
+from .httperrors import map_exception
+from .results import CallState, estimated_usage, merge_logprobs, usage_from
+from .sse import SSEDecoder
+from .types import CallRecord, Choice, Chunk, Completion, Usage
+
+_READ_SIZE = 65536
+
+
+class Stream:
+    """A streamed completion; use it as a context manager and iterate it for str deltas of choice 0."""
+
+    def __init__(
+        self,
+        response: requests.Response,
+        *,
+        call: CallState,
+        report: Callable[[CallRecord], None],
+        timeout: float | None = None,
+    ):
+        self._response = response
+        self._call = call
+        self._report = report
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._pieces: dict[int, list[str]] = {}
+        self._finish: dict[int, str | None] = {}
+        self._logprobs: dict[int, dict[str, Any] | None] = {}
+        self._usage: Usage | None = None
+        self._id = ""
+        self._model = ""
+        self._created = 0
+        self._started = False
+        self._reading = False
+        self._cancelled = False
+        self.status = "open"  # then "ok", "error" or "cancelled"
+        self.completion: Completion | None = None
+        self.error: PientegerError | None = None
+        self.request_id = call.request_id
+        self.ttft_s: float | None = None
+
+    # -- what the caller reads ---------------------------------------------------------
+    @property
+    def text(self) -> str:
+        """Text of choice 0 so far."""
+        return "".join(self._pieces.get(0, ()))
+
+    @property
+    def texts(self) -> dict[int, str]:
+        """Text so far of every choice, by index."""
+        return {i: "".join(p) for i, p in sorted(self._pieces.items())}
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    @property
+    def attempts(self) -> int:
+        return max(self._call.attempts, 1)
+
+    def __repr__(self) -> str:
+        return f"<Stream {self._call.model} {self.status}, {len(self.text)} chars>"
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iterate(chunks=False)  # type: ignore[return-value]
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Chunk objects for every choice (and a last one carrying usage), instead of text deltas."""
+        return self._iterate(chunks=True)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop reading and close the response. Safe from any thread; an open stream is recorded cancelled."""
+        with self._lock:
+            was_open = self.status == "open"
+            if was_open:
+                self._cancelled = True
+            reading = self._reading
+        if was_open:
+            self._abort()
+            if not reading:  # nobody is iterating: nobody else will record it
+                self._end("cancelled")
+        else:
+            self._response.close()
+
+    # -- reading ----------------------------------------------------------------------
+    def _abort(self) -> None:
+        # shutdown() wakes a reader blocked in recv() in another thread; close() alone does not.
+        raw = self._response.raw
+        try:
+            raw.shutdown()
+        except Exception:  # already released, or no socket: closing is enough
+            pass
+        try:
+            self._response.close()
+        except Exception:
+            pass
+
+    def _bytes(self) -> Iterator[bytes]:
+        raw = self._response.raw
+        if getattr(raw, "chunked", False) or not hasattr(raw, "read1"):
+            yield from self._response.iter_content(chunk_size=None)
+            return
+        # A close-delimited body: iter_content(None) would read it all before yielding anything,
+        # so read what has arrived, as it arrives.
+        read1 = raw.read1
+        while True:
+            data = read1(_READ_SIZE)
+            if not data:
+                return
+            yield data
+
+    def _iterate(self, *, chunks: bool) -> Iterator[Any]:
+        with self._lock:
+            if self._started:
+                raise RuntimeError("a stream can be iterated only once; read .text or .completion")
+            self._started = True
+            if self.status != "open":
+                return
+            self._reading = True
+        decoder = SSEDecoder()
+        done = False
+        apply = self._apply
+        try:
+            for piece in self._bytes():
+                for event in decoder.feed(piece):
+                    data = event.data
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    delta = apply(data)
+                    if chunks:
+                        yield from self._chunks_of(data)
+                    elif delta:
+                        yield delta
+                if done or self._cancelled:
+                    break
+            if not done and not self._cancelled:
+                for event in decoder.close():
+                    if event.data == "[DONE]":
+                        done = True
+                        break
+                    delta = apply(event.data)
+                    if chunks:
+                        yield from self._chunks_of(event.data)
+                    elif delta:
+                        yield delta
+            if self._cancelled:
+                self._end("cancelled")
+            elif not done:
+                cut = " (cut mid-event)" if decoder.truncated else ""
+                raise StreamError(
+                    f"the stream ended without [DONE]{cut}; the text so far is in .partial_text; try again",
+                    partial_text=self.text,
+                    request_id=self.request_id,
+                )
+            else:
+                self._end("ok")
+        except GeneratorExit:  # the caller stopped iterating early
+            self._cancelled = True
+            self._end("cancelled")
+            raise
+        except Exception as exc:
+            if self._cancelled:  # close() from another thread broke the read: end quietly
+                self._end("cancelled")
+                return
+            err = self._translate(exc)
+            self._end("error", err)
+            if err is exc:
+                raise
+            raise err from exc
+        except BaseException:  # KeyboardInterrupt and friends: keep the text, record cancelled
+            self._cancelled = True
+            self._end("cancelled")
+            raise
+        finally:
+            self._reading = False
+            self._response.close()
+
+    def _translate(self, exc: Exception) -> PientegerError:
+        if isinstance(exc, PientegerError):
+            return exc
+        mapped = map_exception(exc, timeout=self._timeout)
+        if isinstance(mapped, APITimeoutError):
+            return APITimeoutError(
+                f"the stream stalled: nothing arrived for {self._timeout:g} s (read timeout); "
+                "the text so far is on the stream's .text; try again"
+            )
+        if isinstance(mapped, APIConnectionError):
+            return StreamError(
+                f"the connection dropped mid-stream ({type(exc).__name__}); the text so far is in "
+                ".partial_text; try again",
+                partial_text=self.text,
+                request_id=self.request_id,
+            )
+        return mapped
+
+    def _apply(self, data: str) -> str:
+        """Fold one event into the state; the new text of choice 0."""
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise StreamError(
+                f"the service sent a malformed event (not JSON): {data[:60]!r}; the text so far is in "
+                ".partial_text",
+                partial_text=self.text,
+                request_id=self.request_id,
+            ) from None
+        if not isinstance(obj, dict):
+            raise StreamError(f"unexpected event {data[:60]!r}", partial_text=self.text, request_id=self.request_id)
+        if "error" in obj:
+            err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+            detail = ", ".join(f"{k} {err[k]}" for k in ("type", "code") if err.get(k))
+            raise StreamError(
+                f"the service reported an error mid-stream: {err.get('message') or 'no message'}"
+                + (f" ({detail})" if detail else "")
+                + "; the text so far is in .partial_text",
+                partial_text=self.text,
+                request_id=self.request_id,
+            )
+        if not self._id:
+            self._id = str(obj.get("id") or "")
+            self._model = str(obj.get("model") or "")
+            self._created = int(obj.get("created") or 0)
+        usage = obj.get("usage")
+        if usage:
+            self._usage = usage_from(usage)
+        delta0 = ""
+        for choice in obj.get("choices") or ():
+            index = choice.get("index", 0)
+            text = choice.get("text")
+            if text:
+                pieces = self._pieces.get(index)
+                if pieces is None:
+                    pieces = self._pieces[index] = []
+                pieces.append(text)
+                if self.ttft_s is None:
+                    self.ttft_s = time.perf_counter() - self._call.started
+                if index == 0:
+                    delta0 += text
+            elif index not in self._pieces:
+                self._pieces[index] = []
+            reason = choice.get("finish_reason")
+            if reason:
+                self._finish[index] = reason
+            if choice.get("logprobs") is not None:
+                self._logprobs[index] = merge_logprobs(self._logprobs.get(index), choice["logprobs"])
+        return delta0
+
+    def _chunks_of(self, data: str) -> Iterator[Chunk]:
+        obj = json.loads(data)  # already validated by _apply
+        for choice in obj.get("choices") or ():
+            yield Chunk(
+                index=choice.get("index", 0),
+                text=choice.get("text") or "",
+                finish_reason=choice.get("finish_reason"),
+                logprobs=choice.get("logprobs"),
+                id=self._id,
+                model=self._model,
+                created=self._created,
+            )
+        if obj.get("usage"):
+            yield Chunk(usage=usage_from(obj["usage"]), id=self._id, model=self._model, created=self._created)
+
+    # -- ending -------------------------------------------------------------------------
+    def _end(self, status: str, error: PientegerError | None = None) -> None:
+        """Record the outcome exactly once."""
+        with self._lock:
+            if self.status != "open":
+                return
+            self.status = status
+        self.error = error
+        latency = time.perf_counter() - self._call.started
+        texts = self.texts
+        usage = self._usage or estimated_usage(self._call.prompt, list(texts.values()))
+        if status == "ok":
+            self.completion = Completion(
+                id=self._id,
+                model=self._model or self._call.model,
+                choices=tuple(
+                    Choice(text=t, index=i, finish_reason=self._finish.get(i), logprobs=self._logprobs.get(i))
+                    for i, t in texts.items()
+                ),
+                usage=usage,
+                created=self._created,
+                request_id=self.request_id,
+                latency_s=latency,
+                ttft_s=self.ttft_s,
+                attempts=self.attempts,
+                requested_model=self._call.model,
+                ratelimit=dict(self._call.ratelimit),
+            )
+        self._report(
+            self._call.record(
+                status,
+                error=error,
+                usage=usage,
+                text=texts.get(0, ""),
+                finish_reason=self._finish.get(0),
+                ttft_s=self.ttft_s,
+                latency_s=latency,
+            )
+        )
+
+
+__all__ = ["Stream"]
