@@ -1,0 +1,118 @@
+"""Shell-like parsing of ``%%pienteger`` options and ``%pienteger`` subcommands.
+
+IPython's own ``parse_argstring`` keeps the quotes around values (``--suffix "the end"``
+arrives as ``"the end"`` with its quotes), so the line is split here with ``shlex`` instead:
+quotes are removed as in a shell. Backslashes are kept as typed (``\\n`` stays two
+characters, Windows paths survive); ``--stop`` and ``--suffix`` then read ``\\n``, ``\\t``
+and ``\\\\`` as newline, tab and backslash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from .config import FORMATS
+_ESCAPES = re.compile(r"\\([nt\\])")
+
+
+def split_line(line: str) -> list[str]:
+    """The words of a magic line, quotes removed as in a shell; UsageError on a stray quote."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    lexer.escape = ""  # keep backslashes: "\n" must reach unescape(), not become "n"
+    try:
+        return list(lexer)
+    except ValueError as exc:  # "No closing quotation"
+        raise UsageError(f"could not read the options: {exc}; quote values as in a shell") from None
+
+
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` as newline, tab and backslash; anything else as typed."""
+    return _ESCAPES.sub(lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
+def parse_words(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
+    """Parse words with a MagicArgumentParser (whose errors are UsageErrors), one line each."""
+    try:
+        return parser.parse_args(words)
+    except SystemExit:  # argparse's own exit (e.g. -h): the help is already printed
+        raise UsageError(f"see {parser.prog}? for the options") from None
+
+
+def cell_params(args: argparse.Namespace, *, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The request parameters the options ask for, defaults filled from ``%pienteger config``.
+
+    Only what was given (or configured) is returned, so the service's own defaults apply
+    to the rest. ``--stop`` once gives a string, several give a list.
+    """
+    params: dict[str, Any] = {}
+    temperature = args.temperature if args.temperature is not None else defaults.get("temperature")
+    max_tokens = args.max_tokens if args.max_tokens is not None else defaults.get("max_tokens")
+    if temperature is not None:
+        params["temperature"] = temperature
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    if args.top_p is not None:
+        params["top_p"] = args.top_p
+    if args.n is not None:
+        params["n"] = args.n
+    if args.stop:
+        stops = [unescape(s) for s in args.stop]
+        params["stop"] = stops[0] if len(stops) == 1 else stops
+    if args.suffix is not None:
+        params["suffix"] = unescape(args.suffix)
+    if args.echo:
+        params["echo"] = True
+    if args.logprobs is not None:
+        params["logprobs"] = args.logprobs
+    if args.seed is not None:
+        params["seed"] = args.seed
+    return params
+
+
+def check_output_name(name: str | None) -> None:
+    """``-o NAME`` must be a Python identifier (it becomes a variable)."""
+    if name is not None and (not name.isidentifier() or name in ("None", "True", "False")):
+        raise UsageError(f"-o needs a variable name, got {name!r}")
+
+
+def subcommand_parser(prog: str) -> argparse.ArgumentParser:
+    """A parser for a subcommand's own options whose mistakes are one-line UsageErrors."""
+    from IPython.core.magic_arguments import MagicArgumentParser
+
+    return MagicArgumentParser(prog=prog, add_help=False)
+
+
+def usage_parser() -> argparse.ArgumentParser:
+    parser = subcommand_parser("%pienteger usage")
+    parser.add_argument("--by", choices=("model", "day", "source"), default=None)
+    parser.add_argument("--since", default=None, help="ISO date/time, or e.g. 7d, 24h")
+    parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--export", metavar="FILE", default=None)
+    return parser
+
+
+def emulator_parser() -> argparse.ArgumentParser:
+    parser = subcommand_parser("%pienteger emulator")
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("--tokens-per-second", type=float, default=None)
+    parser.add_argument("--latency", type=float, default=None)
+    return parser
+
+
+__all__ = [
+    "FORMATS",
+    "split_line",
+    "unescape",
+    "parse_words",
+    "cell_params",
+    "check_output_name",
+    "usage_parser",
+    "emulator_parser",
+]

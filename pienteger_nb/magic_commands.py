@@ -1,0 +1,254 @@
+"""The ``%pienteger SUBCOMMAND`` line magics: models, usage, config, login, check, form,
+emulator, help. Each takes the ``PientegerMagics`` instance and the words after its name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import html
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from IPython.core.error import UsageError
+
+from . import config
+from .errors import ConfigurationError, PientegerError
+from .magic_args import emulator_parser, parse_words, split_line, usage_parser
+from .magic_errors import CellFailure, describe
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .magics import PientegerMagics
+
+
+def _show(magics: PientegerMagics, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+    from .render import sink_for_shell
+
+    sink_for_shell(magics.shell).final(data, metadata or {})
+
+
+def table_bundle(headers: list[str], rows: list[tuple[Any, ...]]) -> dict[str, str]:
+    """A small table as HTML, Markdown and aligned plain text (no pandas needed)."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    plain = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    plain += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells
+    )
+
+    def md(c: str) -> str:
+        return c.replace("|", "\\|")
+
+    markdown = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    markdown += ["| " + " | ".join(md(c) for c in r) + " |" for r in cells]
+    return {
+        "text/plain": "\n".join(plain),
+        "text/html": f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
+        "text/markdown": "\n".join(markdown),
+    }
+
+
+def cmd_models(magics: PientegerMagics, words: list[str]) -> None:
+    if words:
+        raise UsageError("%pienteger models takes no options")
+    try:
+        models = magics.client().models()
+    except PientegerError as exc:
+        raise magics.fail(exc, what="model list") from None
+    default = config.get("model")
+    rows = [(m.id, m.owned_by, "default" if m.id == default else "") for m in models]
+    _show(magics, table_bundle(["model", "owned by", ""], rows), {"pienteger": {"models": [m.id for m in models]}})
+
+
+def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
+    for word in words:
+        name, eq, value = word.partition("=")
+        name = name.strip()
+        if not eq:
+            raise UsageError(f"expected name=value, got {name!r}; e.g. %pienteger config model=text-ada-001")
+        if name in ("key", "api_key"):  # never echo what was typed
+            raise UsageError("the key is not a config setting: use %pienteger login or PIENTEGER_API_KEY")
+        try:
+            if value == "":
+                if name not in config.FIELDS:
+                    config.set_kernel(name, value)  # raises the did-you-mean error
+                config.clear_kernel(name)
+            else:
+                config.set_kernel(name, value)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
+        except ValueError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+    rows = config.describe()
+    if words:
+        changed = {w.partition("=")[0].strip() for w in words}
+        rows = [r for r in rows if r[0] in changed]
+    _show(magics, table_bundle(["setting", "value", "from"], rows))
+
+
+def cmd_login(magics: PientegerMagics, words: list[str]) -> None:
+    if words:
+        raise UsageError("%pienteger login takes no arguments: it asks for the key with a hidden prompt")
+    key = getpass.getpass("Pienteger API key (hidden): ").strip()
+    if not key:
+        raise UsageError("no key entered; nothing changed")
+    config.set_kernel_key(key)
+    del key
+    masked = config.api_key()[0]
+    print(f"key set ({masked}) for this kernel only; it is not saved. %pienteger check tests it.")
+
+
+def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
+    if words:
+        raise UsageError("%pienteger check takes no arguments")
+    key, origin = config.api_key()
+    start = time.perf_counter()
+    try:
+        client = magics.client()
+        client.require_key()
+        models = client.models()
+    except PientegerError as exc:
+        if config.get("debug"):
+            raise
+        raise CellFailure("check FAILED: " + describe(exc, what="check")) from None
+    ms = (time.perf_counter() - start) * 1000
+    default = config.get("model")
+    note = "" if any(m.id == default for m in models) else f"; note: default model {default} is not listed"
+    print(
+        f"check OK: {client.base_url} accepted key {key} ({origin}); "
+        f"{len(models)} models in {ms:.0f} ms{note}"
+    )
+
+
+def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
+    args = parse_words(usage_parser(), words)
+    try:
+        from . import usage as ledger
+    except ImportError:
+        print("the usage ledger is not available in this version yet")
+        return
+    if args.export:
+        path = _call(ledger, ("export",), args.export, since=args.since)
+        print(f"usage exported to {path or args.export}")
+        return
+    summary = _call(ledger, ("usage_summary",), by=args.by or "model", since=args.since)
+    from IPython.display import display
+
+    display(summary)
+    if args.plot:
+        _call(ledger, ("plot", "usage_plot"), by=args.by or "day", since=args.since)
+
+
+def _call(module: Any, names: tuple[str, ...], *args: Any, **options: Any) -> Any:
+    """Call the first of ``names`` the ledger module has, passing only options it takes."""
+    import inspect
+
+    for name in names:
+        fn: Callable[..., Any] | None = getattr(module, name, None)
+        if fn is None:
+            continue
+        accepted = inspect.signature(fn).parameters
+        kept = {k: v for k, v in options.items() if v is not None and k in accepted}
+        dropped = [k for k, v in options.items() if v is not None and k not in accepted]
+        if dropped:
+            raise UsageError(f"%pienteger usage: {', '.join('--' + d for d in dropped)} not supported here")
+        try:
+            return fn(*args, **kept)
+        except (ValueError, ConfigurationError) as exc:
+            raise UsageError(f"%pienteger usage: {exc}") from None
+    raise UsageError(f"%pienteger usage: {names[0]} is not available in this version yet")
+
+
+def cmd_form(magics: PientegerMagics, words: list[str]) -> None:
+    if words:
+        raise UsageError("%pienteger form takes no arguments")
+    try:
+        from .widgets import PromptForm
+    except ImportError as exc:
+        print(f"the form is not available here: {exc}")
+        return
+    from IPython.display import display
+
+    display(PromptForm())
+
+
+def stop_emulator(magics: PientegerMagics) -> str | None:
+    """Stop the emulator this kernel started and put the previous settings back; its URL."""
+    emu, magics.emulator = magics.emulator, None
+    if emu is None:
+        return None
+    emu.stop()
+    base_url, key = magics._saved_settings or (None, None)
+    magics._saved_settings = None
+    if base_url is None:
+        config.clear_kernel("base_url")
+    else:
+        config.set_kernel("base_url", base_url)
+    config.set_kernel_key(key)
+    return str(emu.url)
+
+
+def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
+    args = parse_words(emulator_parser(), words)
+    if args.action == "status":
+        print(f"emulator running at {magics.emulator.url}" if magics.emulator else "no emulator running")
+        return
+    if args.action == "stop":
+        url = stop_emulator(magics)
+        print(f"emulator at {url} stopped; settings restored" if url else "no emulator running")
+        return
+    if magics.emulator is not None:
+        print(f"emulator already running at {magics.emulator.url}")
+        return
+    from .emulator import Emulator
+
+    options = {"tokens_per_second": args.tokens_per_second, "latency": args.latency}
+    emu = Emulator(api_key="pk-emu-" + secrets.token_hex(16), **{k: v for k, v in options.items() if v is not None})
+    emu.start()
+    base_url, origin = config.lookup("base_url")
+    key, key_origin = config.api_key()
+    magics._saved_settings = (base_url if origin == "kernel" else None, key if key_origin == "kernel" else None)
+    magics.emulator = emu
+    config.set_kernel("base_url", emu.url)
+    config.set_kernel_key(emu.api_key)
+    print(f"emulator running at {emu.url}; this kernel now uses it. %pienteger emulator stop goes back.")
+
+
+def cmd_help(magics: PientegerMagics, words: list[str]) -> None:
+    print(magics.pienteger.__doc__)
+
+
+SUBCOMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
+    "models": cmd_models,
+    "usage": cmd_usage,
+    "config": cmd_config,
+    "login": cmd_login,
+    "check": cmd_check,
+    "form": cmd_form,
+    "emulator": cmd_emulator,
+    "help": cmd_help,
+}
+
+
+def run_subcommand(magics: PientegerMagics, line: str) -> None:
+    """``%pienteger SUBCOMMAND ...``; an unknown one is a UsageError with a did-you-mean."""
+    words = split_line(line)
+    if not words:
+        cmd_help(magics, [])
+        return
+    name, rest = words[0], words[1:]
+    command = SUBCOMMANDS.get(name)
+    if command is None:
+        near = difflib.get_close_matches(name, SUBCOMMANDS, n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise UsageError(
+            f"unknown subcommand {name!r}: {hint}known: {', '.join(SUBCOMMANDS)}. "
+            "A prompt goes in a %%pienteger cell."
+        )
+    command(magics, rest)
+
+
+__all__ = ["run_subcommand", "SUBCOMMANDS", "table_bundle", "stop_emulator"]

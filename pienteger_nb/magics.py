@@ -1,0 +1,242 @@
+"""``%%pienteger`` (a completion from the cell) and ``%pienteger SUBCOMMAND``.
+
+``load_ipython_extension`` registers them; loading imports neither pandas nor ipywidgets.
+The subcommands live in ``magic_commands``; option parsing in ``magic_args``; the
+streaming display and formats in ``render``; one-line failures in ``magic_errors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, kwds, magic_arguments
+
+from . import config
+from .errors import PientegerError, StreamError
+from .interpolate import interpolate
+from .magic_args import FORMATS, cell_params, check_output_name, parse_words, split_line
+from .magic_errors import CellFailure, CellInterrupted, describe
+from .render import StreamView, render_output, sink_for_shell, usage_bundle
+from .types import CallRecord, Completion
+
+_EXAMPLES = """\
+examples:
+  %%pienteger
+  Write a haiku about {topic}
+
+  %%pienteger -m text-ada-001 -t 0 --max-tokens 64 -o answer
+  Q: What is the capital of {country}?
+  A:
+
+  %%pienteger -f code --stop "\\n\\n" --stop "###"
+  # Python: read a CSV file and print the mean of each column
+
+  %%pienteger --dry-run --suffix "the end." --no-interpolate
+  Use {braces} as typed
+
+The prompt's {name} and {name[0]} / {name['key']} fields are filled from your variables
+(never attribute access or expressions; unknown names stay as typed; {{ }} are braces).
+Defaults come from %pienteger config, then PIENTEGER_* variables.
+
+subcommands (line magic):
+  %pienteger models                      the models the service offers
+  %pienteger usage [--by model|day|source] [--since 7d] [--plot] [--export FILE]
+  %pienteger config [name=value ...]     show or set settings (never the key)
+  %pienteger login                       ask for the key (hidden); kept in this kernel only
+  %pienteger check                       one call that proves the key and URL work
+  %pienteger form                        a widget form that streams into its output
+  %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed)
+  %pienteger help                        this text
+"""
+
+
+@magics_class
+class PientegerMagics(Magics):
+    """The pienteger magics. ``clock`` drives the display throttle (tests inject a fake one);
+    ``client_factory`` returns the base Client (default: one built from the settings)."""
+
+    def __init__(
+        self,
+        shell: Any = None,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__(shell)
+        self.client_factory = client_factory
+        self.clock = clock
+        self.last_view: StreamView | None = None
+        self.emulator: Any = None
+        self._saved_settings: tuple[Any, Any] | None = None
+        self._cached: tuple[tuple[Any, ...], Any] | None = None
+
+    # --- The client -------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """A Client for this kernel's current settings, with source="magic" and the ledger
+        recorder; reused while the settings stay the same, so its connection is kept alive."""
+        if self.client_factory is not None:
+            return self.client_factory().with_options(source="magic", on_call=self._record)
+        key, _ = config.api_key()
+        settings = tuple(config.get(n) for n in ("base_url", "timeout", "max_retries")) + (key,)
+        if self._cached is None or self._cached[0] != settings:
+            from .client import Client
+
+            fresh = Client(source="magic", on_call=self._record)
+            if self._cached is not None:
+                self._cached[1].close()
+            self._cached = (settings, fresh)
+        return self._cached[1]
+
+    def _record(self, rec: CallRecord) -> None:
+        from .usage import record_call
+
+        count = getattr(self.shell, "execution_count", None)
+        record_call(dataclasses.replace(rec, execution_count=count))
+
+    def fail(self, exc: BaseException, *, what: str = "completion") -> CellFailure:
+        """The one-line failure for ``exc``; with ``debug=true`` the original is re-raised."""
+        if config.get("debug"):
+            raise exc
+        return CellFailure(describe(exc, what=what))
+
+    # --- The magic --------------------------------------------------------------------------
+
+    @magic_arguments()
+    @kwds(epilog=_EXAMPLES)
+    @argument("-m", "--model", default=None, help="model (default: %%pienteger config model)")
+    @argument("-t", "--temperature", type=float, default=None, help="0..2")
+    @argument("--max-tokens", type=int, default=None, metavar="N", help="tokens to generate at most")
+    @argument("--top-p", type=float, default=None, metavar="P", help="nucleus sampling, 0..1")
+    @argument("--n", type=int, default=None, metavar="N", help="completions to generate")
+    @argument("--stop", action="append", default=None, metavar="S", help="stop sequence (repeatable; \\n is a newline)")
+    @argument("--suffix", default=None, metavar="TEXT", help="text that comes after the completion")
+    @argument("--echo", action="store_true", help="prepend the prompt to the text")
+    @argument("--logprobs", type=int, default=None, metavar="N", help="log probabilities of the top N tokens")
+    @argument("--seed", type=int, default=None, metavar="N", help="best-effort determinism")
+    @argument("--no-stream", action="store_true", help="wait for the whole completion")
+    @argument("-f", "--format", choices=FORMATS, default=None, help="how to show the result (default markdown)")
+    @argument("-o", "--output", default=None, metavar="NAME", help="store the Completion in this variable")
+    @argument("--no-interpolate", action="store_true", help="send {braces} exactly as typed")
+    @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
+    @line_cell_magic
+    def pienteger(self, line: str, cell: str | None = None) -> None:
+        """Complete the cell's text with the Pienteger API, streaming the answer into the output.
+
+        As a line magic, ``%pienteger SUBCOMMAND`` (see below).
+        """
+        if cell is None:
+            from .magic_commands import run_subcommand
+
+            run_subcommand(self, line)
+            return None
+        self.complete_cell(line, cell)
+        return None
+
+    def complete_cell(self, line: str, cell: str) -> Completion | None:
+        """Run ``%%pienteger`` on a line of options and a cell; returns the Completion."""
+        args = parse_words(self.pienteger.parser, split_line(line))
+        check_output_name(args.output)
+        prompt = cell.rstrip("\n")
+        if not args.no_interpolate:
+            prompt = interpolate(prompt, self.shell.user_ns if self.shell is not None else {})
+        try:
+            model = args.model or config.get("model")
+            fmt = args.format or config.get("format")
+            stream = not args.no_stream and bool(config.get("stream"))
+            defaults = {"temperature": config.get("temperature"), "max_tokens": config.get("max_tokens")}
+            params = cell_params(args, defaults=defaults)
+            client = self.client()
+            if args.dry_run:
+                self._show_preview(client.request_preview(prompt, model=model, stream=stream, **params))
+                return None
+            if stream:
+                completion = self._stream(client, prompt, model=model, fmt=fmt, params=params)
+            else:
+                try:
+                    completion = client.complete(prompt, model=model, **params)
+                except KeyboardInterrupt:
+                    raise CellInterrupted("KeyboardInterrupt: the request was stopped (recorded as cancelled)") from None
+                StreamView(sink=sink_for_shell(self.shell)).finish(*render_output(completion, fmt))
+        except (PientegerError, ValueError) as exc:
+            raise self.fail(exc) from None
+        if config.get("show_usage"):
+            sink_for_shell(self.shell).final(*usage_bundle(completion))
+        if args.output:
+            self.shell.user_ns[args.output] = completion
+        return completion
+
+    def _stream(self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any]) -> Completion:
+        view = StreamView(sink=sink_for_shell(self.shell), clock=self.clock)
+        self.last_view = view
+        several = params.get("n", 1) > 1
+        text = ""
+        try:
+            with client.stream(prompt, model=model, **params) as s:
+                for delta in s:
+                    if several:  # n > 1: all choices, in index order, as they grow
+                        texts = s.texts
+                        view.update("\n\n---\n\n".join(texts[i] for i in sorted(texts)))
+                    else:
+                        text += delta
+                        view.update(text)
+            completion = s.completion
+        except KeyboardInterrupt:
+            # Leaving the `with` by the interrupt closed the response and recorded "cancelled".
+            view.stop(metadata={"pienteger": {"status": "cancelled", "model": model}})
+            raise CellInterrupted(
+                "KeyboardInterrupt: generation stopped; the partial text is kept above (recorded as cancelled)"
+            ) from None
+        except StreamError as exc:
+            if view.text or exc.partial_text:
+                view.text = view.text or exc.partial_text
+                view.stop(mark="[stream broken]", metadata={"pienteger": {"status": "error", "model": model}})
+            raise
+        if completion is None:  # closed from elsewhere: what arrived stays, marked
+            view.stop(metadata={"pienteger": {"status": "cancelled", "model": model}})
+            raise CellInterrupted("generation stopped; the partial text is kept above")
+        view.finish(*render_output(completion, fmt))
+        return completion
+
+    def _show_preview(self, preview: dict[str, Any]) -> None:
+        import json
+
+        from .magic_errors import scrub
+
+        headers = "\n".join(f"{k}: {v}" for k, v in preview.get("headers", {}).items())
+        body = json.dumps(preview.get("json"), indent=2, ensure_ascii=False)
+        text = scrub(f"{preview.get('method', 'POST')} {preview.get('url', '')}\n{headers}\n\n{body}\n")
+        text += "(dry run: nothing was sent)"
+        sink_for_shell(self.shell).final({"text/plain": text}, {"pienteger": {"dry_run": True}})
+
+    def close(self) -> None:
+        """Stop the emulator if this extension started one, restoring the settings it changed."""
+        if self.emulator is not None:
+            from .magic_commands import stop_emulator
+
+            stop_emulator(self)
+        if self._cached is not None:
+            self._cached[1].close()
+            self._cached = None
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext pienteger_nb``: register ``%%pienteger`` and ``%pienteger``."""
+    magics = PientegerMagics(ip)
+    ip.register_magics(magics)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext pienteger_nb``: stop what the magics started and remove them."""
+    registry = ip.magics_manager.registry
+    magics = registry.pop("PientegerMagics", None)
+    if magics is not None:
+        magics.close()
+    for kind in ("line", "cell"):
+        ip.magics_manager.magics[kind].pop("pienteger", None)
+
+
+__all__ = ["PientegerMagics", "load_ipython_extension", "unload_ipython_extension"]
