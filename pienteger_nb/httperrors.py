@@ -84,6 +84,8 @@ def map_exception(exc: BaseException, *, timeout: float | None = None) -> Piente
 
 
 def _hint(status: int, code: str | None, path: str, retry_after: float | None) -> str:
+    if code == "model_not_found":
+        return "check the model name; list models with client.models()"
     if status == 401:
         return "check PIENTEGER_API_KEY or run %pienteger login"
     if status == 403:

@@ -1,0 +1,292 @@
+"""Client against the emulator over loopback: complete, models, parameters on the wire, errors, records."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from conftest import TEST_KEY
+
+import pienteger_nb.client as client_module
+from pienteger_nb import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    Client,
+    ConfigurationError,
+    InternalServerError,
+    NotFoundError,
+    config,
+)
+from pienteger_nb.types import CallRecord, Completion
+
+
+def header(request, name: str) -> str | None:
+    for key, value in request.headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+@pytest.fixture
+def records() -> list[CallRecord]:
+    return []
+
+
+@pytest.fixture
+def client(emulator, records):
+    with Client(api_key=TEST_KEY, base_url=emulator.url, on_call=records.append, sleep=lambda s: None) as c:
+        yield c
+
+
+def test_complete_returns_a_typed_completion(client, emulator, records):
+    c = client.complete("Say this is a test", max_tokens=7, temperature=0)
+    assert isinstance(c, Completion)
+    assert c.text and c.choices[0].index == 0
+    assert c.finish_reason in ("stop", "length")
+    assert c.usage.source == "reported" and c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
+    assert c.model == "text-davinci:003" and c.requested_model == "text-davinci-003"
+    assert c.request_id and c.attempts == 1 and c.latency_s > 0
+    assert set(c.ratelimit) <= {"requests", "tokens"}
+    request = emulator.requests[-1]
+    assert request.method == "POST" and request.path.endswith("/completions")
+    assert header(request, "User-Agent").startswith("pienteger-nb/")
+    assert header(request, "Content-Type") == "application/json"
+    assert header(request, "X-Api-Key") is not None
+    assert header(request, "Authorization") is None
+    [rec] = records
+    assert rec.status == "ok" and rec.model == "text-davinci-003" and rec.source == "client"
+    assert rec.request_id == c.request_id and rec.http_status == 200 and not rec.stream
+    assert rec.total_tokens == c.usage.total_tokens and rec.usage_source == "reported"
+    assert rec.time.tzinfo is not None and rec.prompt == "Say this is a test" and rec.text == c.text
+
+
+def test_every_parameter_goes_on_the_wire(client, emulator):
+    params = dict(
+        suffix="THE END", max_tokens=5, temperature=0.5, top_p=0.9, n=2, stop=["\n", "###"], echo=True,
+        logprobs=2, presence_penalty=0.5, frequency_penalty=-0.5, best_of=3, logit_bias={"50256": -100},
+        seed=42,
+    )
+    client.complete(["one", "two"], model="text-curie-001", **params)
+    sent = emulator.requests[-1].body
+    assert sent == {"model": "text-curie-001", "prompt": ["one", "two"], **params}
+
+
+def test_several_prompts_and_n_assemble_by_index(client):
+    c = client.complete(["a", "b"], n=2, max_tokens=3)
+    assert [ch.index for ch in c.choices] == [0, 1, 2, 3]
+
+
+def test_extra_body_passes_through_and_bad_params_send_nothing(client, emulator):
+    client.complete("x", max_tokens=2, extra_body={"brand_new": [1, 2]})
+    assert emulator.requests[-1].body["brand_new"] == [1, 2]
+    before = len(emulator.requests)
+    with pytest.raises(ValueError, match="did you mean max_tokens"):
+        client.complete("x", max_token=2)
+    with pytest.raises(ValueError, match="read-only"):
+        client.complete("x", user="someone")
+    with pytest.raises(ValueError, match=r"client\.stream"):
+        client.complete("x", stream=True)
+    assert len(emulator.requests) == before
+
+
+def test_models_and_model(client, emulator):
+    models = client.models()
+    ids = {m.id for m in models}
+    assert {"text-davinci-003", "gpt-3.5-turbo-instruct", "text-ada-001"} <= ids
+    assert emulator.requests[-1].path.endswith("/models")
+    assert client.model("text-ada-001").id == "text-ada-001"
+    with pytest.raises(NotFoundError, match=r"client\.models\(\)"):
+        client.model("no-such-model")
+
+
+def test_models_falls_back_to_getmodels_and_remembers():
+    from pienteger_nb.emulator import Emulator
+
+    with Emulator(api_key=TEST_KEY, getmodels_only=True) as emu, Client(api_key=TEST_KEY, base_url=emu.url) as c:
+        assert {m.id for m in c.models()} >= {"text-davinci-003"}
+        paths = [r.path.rsplit("/", 1)[-1] for r in emu.requests]
+        assert paths == ["models", "getmodels"]
+        c.models()
+        assert emu.requests[-1].path.endswith("/getmodels") and len(emu.requests) == 3
+
+
+def test_unknown_model_says_how_to_list_models(client, records):
+    # The service answers 400 (param model, code model_not_found) or 404; both say what to do.
+    with pytest.raises((NotFoundError, BadRequestError)) as info:
+        client.complete("x", model="text-nope-001")
+    assert "client.models()" in str(info.value) and info.value.request_id
+    assert info.value.code == "model_not_found"
+    assert records[-1].status == "error" and records[-1].http_status in (400, 404)
+    assert records[-1].error.startswith(type(info.value).__name__ + ": ")
+
+
+def test_bad_request_from_the_service_names_the_param(client):
+    with pytest.raises(BadRequestError) as info:
+        client.complete("x", max_tokens=100_000)  # over the context length: only the service knows
+    assert info.value.status_code == 400
+
+
+def test_wrong_key_is_an_authentication_error_that_says_what_to_do(emulator, records):
+    c = Client(api_key="pk-wrong-key-0000000000", base_url=emulator.url, on_call=records.append)
+    with pytest.raises(AuthenticationError) as info:
+        c.complete("x")
+    assert "PIENTEGER_API_KEY" in str(info.value) and "%pienteger login" in str(info.value)
+    assert "pk-wrong-key-0000000000" not in str(info.value)
+    assert records[-1].status == "error" and records[-1].http_status == 401
+
+
+def test_missing_key_raises_at_request_time_not_construction(emulator):
+    c = Client(base_url=emulator.url)
+    with pytest.raises(ConfigurationError, match="PIENTEGER_API_KEY"):
+        c.complete("x")
+    with pytest.raises(ConfigurationError):
+        c.require_key()
+    with pytest.raises(ConfigurationError):
+        c.models()
+    assert emulator.requests == []
+
+
+def test_settings_come_from_the_environment_at_construction(env_emulator, monkeypatch):
+    c = Client()
+    assert c.base_url == env_emulator.url and c.complete("x", max_tokens=1).text is not None
+    monkeypatch.setenv("PIENTEGER_MODEL", "text-ada-001")
+    config.set_kernel("max_retries", "5")
+    c2 = Client()
+    assert c2.default_model == "text-ada-001" and c2.max_retries == 5
+    assert Client(max_retries=0).max_retries == 0
+
+
+def test_key_never_over_plain_http_to_a_remote_host():
+    c = Client(api_key=TEST_KEY, base_url="http://api.example.com/oaiv1")
+    with pytest.raises(ConfigurationError, match="plain http"):
+        c.complete("x")
+    with pytest.raises(ConfigurationError):
+        Client(api_key=TEST_KEY, base_url="ftp://example.com")
+
+
+def test_error_bodies_html_and_empty_give_sensible_messages(client, emulator):
+    emulator.queue_fault("status", status=502, body="html")
+    with pytest.raises(InternalServerError, match="HTML") as info:
+        Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0).complete("x")
+    assert info.value.status_code == 502
+    emulator.queue_fault("status", status=503, body="empty")
+    with pytest.raises(InternalServerError, match="empty body"):
+        Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0).complete("x")
+
+
+def test_documented_token_estimator():
+    from pienteger_nb.results import estimate_tokens
+
+    assert estimate_tokens("Hello, world!  ok") == 5
+    assert estimate_tokens(["a b", "c"]) == 3
+
+
+def test_recorder_default_disabled_and_failing(emulator):
+    seen: list[CallRecord] = []
+    client_module.set_default_recorder(seen.append)
+    try:
+        Client(api_key=TEST_KEY, base_url=emulator.url).complete("x", max_tokens=1)
+        assert len(seen) == 1
+        Client(api_key=TEST_KEY, base_url=emulator.url, on_call=False).complete("x", max_tokens=1)
+        assert len(seen) == 1
+    finally:
+        client_module.set_default_recorder(None)
+
+    def broken(rec: CallRecord) -> None:
+        raise RuntimeError("ledger is down")
+
+    c = Client(api_key=TEST_KEY, base_url=emulator.url, on_call=broken)
+    assert c.complete("x", max_tokens=1).text is not None  # the call still succeeds
+
+
+def test_with_options_and_request_preview(client, emulator):
+    magic = client.with_options(source="magic", max_retries=0)
+    assert magic.source == "magic" and magic.max_retries == 0 and magic.base_url == client.base_url
+    with pytest.raises(TypeError):
+        client.with_options(nope=1)
+    preview = client.request_preview("hi", max_tokens=3, stream=True)
+    assert preview["method"] == "POST" and preview["url"] == emulator.url + "/completions"
+    assert preview["json"]["stream_options"] == {"include_usage": True}
+    assert TEST_KEY not in repr(preview) and preview["headers"]["X-Api-Key"].startswith("****")
+    with pytest.raises(ValueError, match="best_of"):
+        client.request_preview("hi", stream=True, best_of=2)
+    assert emulator.requests == []
+
+
+def test_one_session_per_thread_shared_client(client, emulator, records):
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                client.complete("x", max_tokens=2)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert len(records) == 40 and all(r.status == "ok" for r in records)
+    assert len(client._sessions) == 8
+    client.close()
+    assert client._sessions == []
+
+
+def test_plain_call_connection_refused_is_a_connection_error(records):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    sleeps: list[float] = []
+    c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", max_retries=2,
+               sleep=sleeps.append, on_call=records.append)
+    with pytest.raises(APIConnectionError) as info:
+        c.complete("x")
+    assert isinstance(info.value.__cause__, Exception)
+    assert len(sleeps) == 2 and records[-1].attempts == 3 and records[-1].http_status is None
+
+
+def test_key_never_in_str_repr_or_logs(emulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    records: list[CallRecord] = []
+    things: list[object] = []
+    c = Client(api_key=TEST_KEY, base_url=emulator.url, on_call=records.append, sleep=lambda s: None)
+    things += [c, c._key]
+    things.append(c.complete("hello", max_tokens=3))
+    things += c.models()
+    emulator.queue_fault("status", status=429, retry_after=0)
+    emulator.queue_fault("status", status=500)
+    things.append(c.complete("hello", max_tokens=3))  # two retries
+    emulator.queue_fault("status", status=500, times=3)
+    with pytest.raises(InternalServerError) as info:
+        c.complete("x")
+    things += [info.value, info.value.__cause__]
+    with c.stream("hello", max_tokens=5) as s:
+        things += list(s)
+    things += [s, s.completion]
+    emulator.queue_fault("cut", after=1)
+    from pienteger_nb import StreamError
+
+    with pytest.raises(StreamError) as sinfo, c.stream("hello", max_tokens=20) as s2:
+        for _ in s2:
+            pass
+    things += [sinfo.value, s2]
+    with pytest.raises(AuthenticationError) as ainfo:
+        Client(api_key=TEST_KEY + "x", base_url=emulator.url).complete("x")
+    things.append(ainfo.value)
+    things += records
+    assert caplog.records, "the run logged nothing at DEBUG"
+    for thing in things:
+        assert TEST_KEY not in str(thing) and TEST_KEY not in repr(thing)
+    for record in caplog.records:
+        assert TEST_KEY not in record.getMessage()
+        assert TEST_KEY not in str(record.args)
+    assert any(r.name == "pienteger_nb" and "attempt" in r.getMessage() for r in caplog.records)
