@@ -19,14 +19,19 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 # Below this share of the learned capacity, "remaining" counts as low and the pace slows.
 LOW_SHARE = 0.2
 
 
-class Cancelled(Exception):
-    """The batch was cancelled while this worker waited for its turn."""
+class Cancelled(BaseException):
+    """The batch was cancelled while this worker waited for its turn.
+
+    A BaseException, like KeyboardInterrupt: ``except Exception`` handlers let it through, and
+    the client records the call it interrupted as ``cancelled``, not as an error.
+    """
 
 
 class RateLimiter:
@@ -87,7 +92,9 @@ class RateLimiter:
                 wait = start - now
             self._sleep(wait)
 
-    def observe(self, status_code: int | None, retry_after: float | None, ratelimit: Mapping[str, Any]) -> None:
+    def observe(
+        self, status_code: int | None, retry_after: float | None, ratelimit: Mapping[str, Any]
+    ) -> None:
         """Take in one response: a 429 pauses everyone; remaining-* headers tune the pace."""
         with self._lock:
             now = self._clock()
@@ -177,4 +184,4 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
-__all__ = ["RateLimiter", "Cancelled"]
+__all__ = ["Cancelled", "RateLimiter"]

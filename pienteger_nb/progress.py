@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .render import Throttle
 
@@ -20,17 +21,13 @@ def in_kernel() -> bool:
     ipython_mod = sys.modules.get("IPython")
     if ipython_mod is None:
         return False
-    try:
-        ip = ipython_mod.get_ipython()
-    except Exception:
-        return False
+    get_ipython = getattr(ipython_mod, "get_ipython", None)
+    ip = get_ipython() if get_ipython is not None else None
     if ip is None:
         return False
-    try:
-        if "IPKernelApp" in ip.config:
-            return True
-    except Exception:
-        pass
+    config = getattr(ip, "config", None)
+    if isinstance(config, dict) and "IPKernelApp" in config:
+        return True
     has_trait = getattr(ip, "has_trait", None)
     return bool(has_trait and has_trait("kernel"))
 
@@ -56,7 +53,7 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.1f}s"
     if seconds < 60:
         return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -163,4 +160,4 @@ def make_progress(progress: bool | str, total: int, **kw: Any) -> Progress:
     raise ValueError(f"progress must be True, False, 'widget' or 'text', got {progress!r}")
 
 
-__all__ = ["Progress", "TextProgress", "WidgetProgress", "make_progress", "in_kernel", "describe"]
+__all__ = ["Progress", "TextProgress", "WidgetProgress", "describe", "in_kernel", "make_progress"]

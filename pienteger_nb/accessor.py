@@ -1,0 +1,135 @@
+"""The ``pienteger`` accessor: ``df.pienteger.complete(template, out=...)`` and ``s.pienteger``.
+
+Registered when ``pienteger_nb.batch`` is imported (``pienteger_nb.complete_many`` does that).
+A template is filled per row with the same safe interpolation as the ``%%pienteger`` magic:
+``{column}`` (and ``{column[0]}``, ``{column:.2f}``) only, never attribute access or
+expressions; unknown names and other braces stay as typed, ``{{``/``}}`` are literal braces.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from typing import Any
+
+import pandas as pd
+
+from .interpolate import interpolate
+
+# A field's leading name, as the interpolation reads it (for the "no such column" warning).
+_NAMES = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)(?=[\[!:}])")
+
+
+def fill(template: str, frame: pd.DataFrame) -> pd.Series:
+    """One prompt per row of ``frame``: ``template`` filled from that row's columns (index kept)."""
+    if not isinstance(template, str):
+        raise TypeError(
+            f"template must be a string such as 'Summarise: {{review}}', got {type(template).__name__}"
+        )
+    columns = [c for c in frame.columns if isinstance(c, str)]
+    used = set(_NAMES.findall(template))
+    unknown = sorted(used - set(columns))
+    for name in unknown:
+        near = difflib.get_close_matches(name, columns, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        warnings.warn(f"template field {{{name}}} names no column{hint}; it is sent as typed", stacklevel=3)
+    wanted = [c for c in columns if c in used]
+    if not wanted:
+        return pd.Series([interpolate(template, {})] * len(frame), index=frame.index, dtype=object)
+    values = frame[wanted].to_dict(orient="records")
+    return pd.Series([interpolate(template, row) for row in values], index=frame.index, dtype=object)
+
+
+@pd.api.extensions.register_dataframe_accessor("pienteger")
+class FrameAccessor:
+    """``df.pienteger``: complete a prompt template over every row."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+
+    def prompts(self, template: str) -> pd.Series:
+        """The prompts ``complete`` would send (a Series on the frame's index); sends nothing."""
+        return fill(template, self._frame)
+
+    def complete(
+        self,
+        template: str,
+        *,
+        out: str = "completion",
+        tokens: bool = False,
+        resume: bool = False,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """A copy of the frame with column ``out`` holding each row's completion.
+
+        ``template`` is filled from each row's columns (``"Summarise: {review}"``). The frame
+        itself is not changed. Failed rows get NA in ``out``; when any row failed an
+        ``{out}_error`` column says why. ``tokens=True`` adds ``{out}_prompt_tokens``,
+        ``{out}_completion_tokens`` and ``{out}_total_tokens``. ``resume=True`` redoes only
+        rows whose ``out`` is NA (after an interrupt). Other keywords go to ``complete_many``
+        (``model``, ``concurrency``, ``progress``, ``max_tokens``, ...).
+        """
+        from .batch import complete_many
+
+        if not isinstance(out, str) or not out:
+            raise ValueError("out= must be a column name (a non-empty string)")
+        if "resume" in kwargs or "prompts" in kwargs:
+            raise TypeError("pass resume=True to redo the rows whose output is missing")
+        prompts = fill(template, self._frame)
+        result = self._frame.copy()
+        if resume and out in result.columns:
+            redo = result[out].isna()
+            if not bool(redo.any()):
+                return result
+            batch = complete_many(prompts[redo], **kwargs)
+        else:
+            batch = complete_many(prompts, **kwargs)
+        ok = batch["status"] == "ok"
+        text = batch["text"].where(ok, None).astype(object)
+        if resume and out in result.columns:
+            result[out] = result[out].astype(object)
+        result.loc[batch.index, out] = text
+        err_col = f"{out}_error"
+        if (~ok).any() or err_col in result.columns:
+            if err_col not in result.columns:
+                result[err_col] = ""
+            result.loc[batch.index, err_col] = batch["error"]
+        if tokens:
+            for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                col = f"{out}_{name}"
+                if col not in result.columns:
+                    result[col] = pd.array([pd.NA] * len(result), dtype="Int64")
+                result.loc[batch.index, col] = batch[name]
+        return result
+
+
+@pd.api.extensions.register_series_accessor("pienteger")
+class SeriesAccessor:
+    """``s.pienteger``: complete each value (or a template around it)."""
+
+    def __init__(self, series: pd.Series):
+        self._series = series
+
+    def complete(self, template: str | None = None, **kwargs: Any) -> pd.Series:
+        """A Series of completions on the same index, named after this one.
+
+        Without ``template`` each value is the prompt; with one, ``{value}`` (or the
+        Series' name, ``{review}``) stands for the value. Failed rows are NA. Keywords go to
+        ``complete_many``; use ``complete_many(s)`` itself for every column of the result.
+        """
+        from .batch import complete_many
+
+        if template is None:
+            prompts = self._series
+        else:
+            frame = pd.DataFrame({"value": self._series})
+            if isinstance(self._series.name, str) and self._series.name != "value":
+                frame[self._series.name] = self._series
+            prompts = fill(template, frame)
+        batch = complete_many(prompts, **kwargs)
+        text = batch["text"].where(batch["status"] == "ok", None).astype(object)
+        return text.rename(self._series.name)
+
+
+__all__ = ["FrameAccessor", "SeriesAccessor", "fill"]

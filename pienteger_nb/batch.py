@@ -1,0 +1,379 @@
+"""Batches: ``complete_many`` over many prompts, and the ``.pienteger`` DataFrame/Series accessor.
+
+Worker threads share one client (thread-safe, one HTTP session per thread) and one
+``RateLimiter``, so a 429 pauses every worker and the ``x-ratelimit-remaining-*`` headers slow
+the pace before 429s come. Every row is a ledger row with ``source="batch"``. Importing this
+module registers the accessor (``df.pienteger``, ``s.pienteger``); it imports pandas.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .errors import AuthenticationError, NotFoundError, PermissionDeniedError, PientegerError
+from .pacing import Cancelled, RateLimiter
+from .progress import make_progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import Client
+    from .types import Completion
+
+log = logging.getLogger("pienteger_nb")
+
+COLUMNS = (
+    "prompt",
+    "text",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "usage_source",
+    "attempts",
+    "latency_s",
+    "status",
+    "error",
+    "request_id",
+)
+_INT_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "attempts")
+# How long an interrupted batch waits for its workers to notice; they end within one
+# response's latency because in-flight streams are closed under them.
+JOIN_TIMEOUT = 5.0
+_POLL = 0.2
+# Errors every row would get (wrong key, unknown model): the first one stops the batch and raises.
+FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
+
+
+class BatchInterruptedWarning(UserWarning):
+    """A batch was interrupted; the message says how to resume it."""
+
+
+def complete_many(
+    prompts: Iterable[Any] | None,
+    *,
+    model: str | None = None,
+    concurrency: int = 8,
+    progress: bool | str = True,
+    client: Client | None = None,
+    resume: pd.DataFrame | None = None,
+    rpm: float | None = None,
+    on_row: Callable[[int, dict[str, Any]], Any] | None = None,
+    limiter: RateLimiter | None = None,
+    **params: Any,
+) -> pd.DataFrame:
+    """Complete every prompt; returns a DataFrame aligned with the input, one row per prompt.
+
+    ``prompts`` is a list, a Series (its index is kept) or any iterable of strings. Columns:
+    prompt, text, finish_reason, prompt/completion/total_tokens (Int64), usage_source,
+    attempts, latency_s, status (``ok``/``error``/``cancelled``), error (``""`` when ok),
+    request_id. A failed row never loses the others. A missing key or a bad parameter raises
+    at once, before anything is sent; a wrong key, a forbidden or unknown model (401, 403,
+    404) raises at its first answer. ``**params`` go to every call (``max_tokens=...``).
+
+    ``concurrency`` requests run at once; ``rpm`` is a known limit in requests per minute.
+    ``progress``: a bar in a notebook, a line on stderr in a terminal; False for none.
+    Interrupting (Ctrl-C, Interrupt Kernel) returns the rows finished so far, the rest
+    ``cancelled``; ``resume=that_frame`` then does only the rows that are not ok.
+    ``on_row(position, row)`` is called in the calling thread as each row finishes;
+    a KeyboardInterrupt it raises interrupts the batch the same way. ``limiter`` shares a
+    ``RateLimiter`` between batches (or gives tests its clock).
+    """
+    labels, items = _prompts_of(prompts, resume)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+    if client is None:
+        from .client import Client
+
+        client = Client()
+    client.require_key()
+    rows: list[dict[str, Any] | None] = [None] * len(items)
+    if resume is not None:
+        _take_resumed(resume, labels, items, rows)
+    todo = [i for i, row in enumerate(rows) if row is None]
+    first = next((items[i] for i in todo if isinstance(items[i], str)), None)
+    if first is not None:
+        # Parameters are checked once here (ValueError naming the parameter), not once per row.
+        client.request_preview(first, model=model, stream=_streams(params), **params)
+    if todo:
+        run = _Run(
+            client,
+            items,
+            todo,
+            rows,
+            model=model,
+            params=params,
+            concurrency=concurrency,
+            limiter=limiter or RateLimiter(rpm=rpm, concurrency=concurrency),
+        )
+        run.execute(make_progress(progress, len(items)), on_row=on_row, done_before=len(items) - len(todo))
+    return _frame(labels, items, rows)
+
+
+def _streams(params: dict[str, Any]) -> bool:
+    # Rows stream so an interrupt can close an in-flight request at once; best_of cannot stream.
+    return not params.get("best_of")
+
+
+class _Run:
+    """One batch run: the worker threads, their shared limiter, and the main thread's wait."""
+
+    def __init__(
+        self,
+        client: Client,
+        items: list[Any],
+        todo: list[int],
+        rows: list[dict[str, Any] | None],
+        *,
+        model: str | None,
+        params: dict[str, Any],
+        concurrency: int,
+        limiter: RateLimiter,
+    ):
+        self.limiter = limiter
+        self.client = client.with_options(source="batch", pacer=limiter, sleep=limiter.sleep)
+        self.items, self.rows, self.model, self.params = items, rows, model, params
+        self.stream = _streams(params)
+        self.todo: collections.deque[int] = collections.deque(todo)
+        self.results: queue.Queue[tuple[int, dict[str, Any], BaseException | None]] = queue.Queue()
+        self.stop = threading.Event()
+        self.open_streams: set[Any] = set()
+        self.lock = threading.Lock()
+        n = min(concurrency, len(todo))
+        self.threads = [
+            threading.Thread(target=self._work, name=f"pienteger-batch-{i}", daemon=True) for i in range(n)
+        ]
+
+    def execute(self, display: Any, *, on_row: Callable[..., Any] | None, done_before: int) -> None:
+        """Run to the end or to an interrupt; fills ``rows`` (unfinished rows stay None)."""
+        expected = len(self.todo)
+        done, errors, interrupted = done_before, 0, False
+        fatal: BaseException | None = None
+        for thread in self.threads:
+            thread.start()
+        try:
+            received = 0
+            display.update(done, errors)
+            while received < expected:
+                try:
+                    pos, row, exc = self.results.get(timeout=_POLL)
+                except queue.Empty:
+                    if not any(t.is_alive() for t in self.threads) and self.results.empty():
+                        break  # every worker has ended: nothing more will come
+                    continue
+                if exc is not None:
+                    fatal = exc
+                    break
+                received += 1
+                self.rows[pos] = row
+                done += 1
+                errors += row["status"] != "ok"
+                display.update(done, errors)
+                if on_row is not None:
+                    on_row(pos, dict(row))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            stuck = self._shutdown()
+            # Rows that finished while we stopped count as finished.
+            while True:
+                try:
+                    pos, row, exc = self.results.get_nowait()
+                except queue.Empty:
+                    break
+                if self.rows[pos] is None and exc is None:
+                    self.rows[pos] = row
+            finished = sum(r is not None and r["status"] == "ok" for r in self.rows)
+            display.update(finished, sum(r is not None and r["status"] == "error" for r in self.rows))
+            display.close(note="interrupted" if interrupted else ("stopped" if fatal else ""))
+        if fatal is not None:
+            raise fatal
+        if interrupted:
+            left = len(self.rows) - finished
+            extra = f"; {stuck} worker threads were still finishing a request" if stuck else ""
+            warnings.warn(
+                f"batch interrupted: {finished} of {len(self.rows)} rows ok, {left} not done{extra}. "
+                "Resume with complete_many(prompts, resume=df) (or df.pienteger.complete(..., resume=True)) "
+                "to do only the rows that are not ok.",
+                BatchInterruptedWarning,
+                stacklevel=4,
+            )
+
+    def _shutdown(self) -> int:
+        """Stop queued work, close in-flight streams, join every worker; returns how many linger."""
+        self.stop.set()
+        self.todo.clear()
+        busy = any(t.is_alive() for t in self.threads)
+        if busy:  # wake workers waiting for their turn or sleeping before a retry
+            self.limiter.cancel()
+        with self.lock:
+            streams = list(self.open_streams)
+        for s in streams:
+            try:
+                s.close()
+            except Exception as exc:  # noqa: BLE001  (best effort: the worker sees the stop flag anyway)
+                log.debug("closing a stream on interrupt failed: %s", exc)
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        for thread in self.threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if busy:
+            self.limiter.reopen()  # a limiter shared with later batches keeps working
+        return sum(t.is_alive() for t in self.threads)
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            try:
+                pos = self.todo.popleft()
+            except IndexError:
+                return
+            try:
+                row = self._one(self.items[pos])
+            except FATAL as exc:
+                self.results.put((pos, {}, exc))
+                return
+            except Exception as exc:  # noqa: BLE001  (anything unforeseen fails this row, never the batch)
+                row = _failed("error", f"{type(exc).__name__}: {exc}")
+            except BaseException:  # noqa: BLE001  (Cancelled outside a call, or the interpreter leaving)
+                self.results.put((pos, _failed("cancelled", "cancelled"), None))
+                return
+            self.results.put((pos, row, None))
+
+    def _one(self, prompt: Any) -> dict[str, Any]:
+        if not isinstance(prompt, str):
+            what = "missing" if prompt is None or _is_na(prompt) else f"a {type(prompt).__name__}"
+            return _failed("error", f"ValueError: the prompt is {what}, not a string")
+        start = time.perf_counter()
+        try:
+            completion = self._call(prompt)
+        except Cancelled:
+            return _failed("cancelled", "cancelled", latency=time.perf_counter() - start)
+        except FATAL:
+            raise
+        except (PientegerError, ValueError, TypeError) as exc:
+            return _failed(
+                "error",
+                f"{type(exc).__name__}: {exc}",
+                latency=time.perf_counter() - start,
+                request_id=getattr(exc, "request_id", None),
+            )
+        if completion is None:
+            return _failed("cancelled", "cancelled", latency=time.perf_counter() - start)
+        return _ok(completion)
+
+    def _call(self, prompt: str) -> Completion | None:
+        if not self.stream:
+            return self.client.complete(prompt, model=self.model, **self.params)
+        with self.client.stream(prompt, model=self.model, **self.params) as s:
+            with self.lock:
+                self.open_streams.add(s)
+            try:
+                if self.stop.is_set():
+                    s.close()
+                for _ in s:
+                    if self.stop.is_set():
+                        s.close()
+                        break
+            finally:
+                with self.lock:
+                    self.open_streams.discard(s)
+        return s.completion
+
+
+def _ok(c: Completion) -> dict[str, Any]:
+    u = c.usage
+    return {
+        "text": c.text,
+        "finish_reason": c.finish_reason,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "usage_source": u.source,
+        "attempts": c.attempts,
+        "latency_s": c.latency_s,
+        "status": "ok",
+        "error": "",
+        "request_id": c.request_id,
+    }
+
+
+def _failed(
+    status: str, error: str, *, latency: float | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    return {"status": status, "error": error, "latency_s": latency, "request_id": request_id}
+
+
+def _is_na(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _prompts_of(prompts: Iterable[Any] | None, resume: pd.DataFrame | None) -> tuple[pd.Index, list[Any]]:
+    """The labels (a Series keeps its index) and the prompts as a list."""
+    if prompts is None:
+        if resume is None:
+            raise TypeError("complete_many needs prompts (or resume=a previous result)")
+        prompts = resume["prompt"]
+    if isinstance(prompts, str):
+        raise TypeError("complete_many takes many prompts: pass a list of strings, not one string")
+    if isinstance(prompts, pd.DataFrame):
+        raise TypeError(
+            "pass a Series or a list of prompts; for a DataFrame use df.pienteger.complete(template)"
+        )
+    if isinstance(prompts, pd.Series):
+        return prompts.index, prompts.tolist()
+    items = list(prompts)
+    return pd.RangeIndex(len(items)), items
+
+
+def _take_resumed(
+    resume: pd.DataFrame, labels: pd.Index, items: list[Any], rows: list[dict[str, Any] | None]
+) -> None:
+    """Copy the ok rows of a previous result into ``rows``; refuse a frame of other prompts."""
+    missing = [c for c in ("prompt", "status") if c not in resume.columns]
+    if missing:
+        raise ValueError(f"resume= takes a frame returned by complete_many (it lacks {', '.join(missing)})")
+    if len(resume) != len(items) or not resume.index.equals(labels):
+        raise ValueError(
+            f"resume= frame has {len(resume)} rows and a different index; pass the same prompts "
+            "as the interrupted run (or prompts=None to take them from the frame)"
+        )
+    status = resume["status"].tolist()
+    previous = resume["prompt"].tolist()
+    for pos, (st, old, new) in enumerate(zip(status, previous, items)):
+        if st == "ok" and old == new:
+            record = resume.iloc[pos]
+            rows[pos] = {c: _none_if_na(record[c]) for c in COLUMNS if c in resume.columns and c != "prompt"}
+
+
+def _none_if_na(value: Any) -> Any:
+    return None if _is_na(value) else value
+
+
+def _frame(labels: pd.Index, items: list[Any], rows: list[dict[str, Any] | None]) -> pd.DataFrame:
+    cancelled = {"status": "cancelled", "error": "cancelled"}
+    filled = [row if row is not None else cancelled for row in rows]
+    data: dict[str, Any] = {"prompt": items}
+    for col in COLUMNS[1:]:
+        data[col] = [row.get(col) for row in filled]
+    frame = pd.DataFrame(data, index=labels)
+    for col in _INT_COLUMNS:
+        frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
+    frame["latency_s"] = frame["latency_s"].astype("float64")
+    frame["status"] = pd.Categorical(frame["status"], categories=["ok", "error", "cancelled"])
+    frame["error"] = frame["error"].fillna("").astype(str)
+    return frame
+
+
+# The accessor lives in its own module; importing it registers df.pienteger and s.pienteger.
+from . import accessor as _accessor  # noqa: F401  (registration needs complete_many above)
+
+__all__ = ["COLUMNS", "BatchInterruptedWarning", "complete_many"]
