@@ -142,4 +142,4 @@ def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
         text = text[: MAX_SENTENCE - 1] + "…"
     if not text.endswith((".", "…")):
         text += "."
-    return "Error: " + text[0].upper() + text[1:]
+    return "Error: " + text  # not capitalised: the message may begin with a parameter's name

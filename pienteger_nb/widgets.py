@@ -158,7 +158,10 @@ class PromptForm(FormView):
         stop = parse_stop(self.stop_field.value)
         if stop:
             params["stop"] = stop if len(stop) > 1 else stop[0]
-        return _Job(client=client, prompt=prompt, model=model, stream=bool(self.stream.value), params=params)
+        stream = bool(self.stream.value)
+        # Checked exactly as the call will be (ranges, key, URL), so bad input never starts a thread.
+        client.request_preview(prompt, model=model, stream=stream, **params)
+        return _Job(client=client, prompt=prompt, model=model, stream=stream, params=params)
 
     def submit(self) -> threading.Thread | None:
         """Start a generation in a background thread and return it (None when one is running

@@ -1,0 +1,173 @@
+"""The PromptForm's pure parts: the throttled painter (fake clock and timer), the stop field's
+syntax, the status line and the one-sentence errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pienteger_nb.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    StreamError,
+)
+from pienteger_nb.widget_text import error_sentence, estimate_tokens, parse_stop, status_summary, unescape
+from pienteger_nb.widget_view import _Painter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTimers:
+    """Timers that fire only when the test says the fake time has come."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, delay: float, fn: Callable[[], None]) -> None:
+        self.pending.append((self.clock.now + delay, fn))
+
+    def run_due(self) -> None:
+        due = [t for t in self.pending if t[0] <= self.clock.now + 1e-12]
+        self.pending = [t for t in self.pending if t[0] > self.clock.now + 1e-12]
+        for _, fn in due:
+            fn()
+
+
+@pytest.fixture
+def painter_parts():
+    clock = FakeClock()
+    timers = FakeTimers(clock)
+    shown: list[str] = []
+    painter = _Painter(shown.append, interval=0.05, clock=clock, timer=timers)
+    return clock, timers, shown, painter
+
+
+def test_first_text_shows_at_once_then_waits_for_the_interval(painter_parts):
+    clock, timers, shown, painter = painter_parts
+    painter.offer("a")
+    assert shown == ["a"]
+    clock.now = 0.01
+    painter.offer("ab")
+    clock.now = 0.02
+    painter.offer("abc")
+    assert shown == ["a"]
+    assert len(timers.pending) == 1  # one trailing paint scheduled, not one per token
+    clock.now = 0.06
+    timers.run_due()
+    assert shown == ["a", "abc"]  # the newest text lands although no token came after the pause
+
+
+def test_finish_always_lands_and_nothing_paints_after_it(painter_parts):
+    clock, timers, shown, painter = painter_parts
+    painter.offer("a")
+    clock.now = 0.01
+    painter.offer("ab")
+    painter.finish("abc")
+    assert shown == ["a", "abc"]
+    clock.now = 1.0
+    timers.run_due()
+    painter.offer("abcd")
+    assert shown == ["a", "abc"]
+
+
+def test_finish_does_not_repeat_the_text_on_screen(painter_parts):
+    _clock, _timers, shown, painter = painter_parts
+    painter.offer("same")
+    painter.finish("same")
+    assert shown == ["same"]
+    assert painter.paints == 1
+
+
+def test_a_thousand_tokens_a_second_paint_at_most_twenty_times_a_second(painter_parts):
+    clock, timers, shown, painter = painter_parts
+    text = ""
+    for i in range(2000):  # 2 s of tokens, one per millisecond
+        clock.now = i / 1000
+        timers.run_due()
+        text += f" t{i}"
+        painter.offer(text)
+    clock.now = 2.0
+    painter.finish(text)
+    assert shown[-1] == text
+    assert 20 <= painter.paints <= 2 * 20 + 1
+    assert len(timers.pending) <= 1
+
+
+def test_stop_field_splits_on_commas_and_newlines_with_escapes():
+    assert parse_stop("") == []
+    assert parse_stop("###") == ["###"]
+    assert parse_stop(r"\n\n, ###") == ["\n\n", "###"]
+    assert parse_stop("END\nSTOP") == ["END", "STOP"]
+    assert parse_stop(r"a\,b, \t") == ["a,b", "\t"]
+    assert parse_stop(" , ,x") == ["x"]
+    assert parse_stop(r"C:\path") == [r"C:\path"]  # unknown escapes stay as typed
+
+
+def test_unescape_suffix():
+    assert unescape(r"the end\n") == "the end\n"
+    assert unescape(r"tab\there \\n") == "tab\there \\n"
+
+
+def test_estimate_tokens_uses_the_documented_tokenizer():
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("Hello, world!") == 4
+    assert estimate_tokens("Once upon a time") == 4
+
+
+def test_status_summary_figures():
+    line = status_summary(model="text-davinci:003", prompt_tokens=5, completion_tokens=120, seconds=2.314,
+                          finish_reason="length", usage_source="reported")
+    assert line == "text-davinci:003 · 5 → 120 tokens (reported) · 2.31 s · finish: length"
+    stopped = status_summary(model="m", prompt_tokens=5, completion_tokens=7, seconds=1,
+                             finish_reason=None, usage_source="estimated", stopped=True)
+    assert stopped.startswith("Stopped · m · 5 → 7 tokens (estimated)")
+    assert "partial text kept" in stopped
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (AuthenticationError("Incorrect API key provided", status_code=401, request_id="req_1"),
+         ("Error: 401 unauthorized: Incorrect API key provided; check PIENTEGER_API_KEY or run "
+          "%pienteger login (request req_1).")),
+        (NotFoundError("The model 'nope' does not exist", status_code=404),
+         "Error: 404 not found: The model 'nope' does not exist; check the model name"),
+        (BadRequestError("bad", status_code=400, param="temperature"), "check temperature"),
+        (RateLimitError("slow down", status_code=429, retry_after=3.0), "try again in 3 s"),
+        (RateLimitError("quota", status_code=429, code="insufficient_quota"), "quota is used up"),
+        (InternalServerError("", status_code=503), "Error: 503 service unavailable; trouble"),
+        (ConfigurationError("no Pienteger API key: set PIENTEGER_API_KEY"), "Error: no Pienteger API key"),
+        (APITimeoutError("read timed out"), "raise the timeout"),
+        (APIConnectionError("connection refused"), "check PIENTEGER_BASE_URL"),
+        (StreamError("stream ended without [DONE]", partial_text="x"), "the text so far is kept"),
+        (ValueError("temperature must be within 0..2"), "Error: temperature must be within 0..2."),
+    ],
+)
+def test_error_sentence_says_what_failed_and_what_to_do(exc, expected):
+    sentence = error_sentence(exc)
+    assert expected in sentence
+    assert sentence.startswith("Error: ")
+    assert "\n" not in sentence
+    assert "Traceback" not in sentence
+
+
+def test_error_sentence_is_one_line_and_hides_secrets():
+    exc = InternalServerError("line one\nline two <html>  " + "x" * 1000 + " sk-SECRET", status_code=500)
+    sentence = error_sentence(exc, secrets=["sk-SECRET"])
+    assert "\n" not in sentence
+    assert len(sentence) <= 420
+    assert "sk-SECRET" not in error_sentence(ValueError("key sk-SECRET"), secrets=["sk-SECRET"])
