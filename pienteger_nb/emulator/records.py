@@ -60,6 +60,7 @@ class ReceivedRequest:
     headers: Headers
     body: Any
     query: str = ""
+    peer: str = ""  # "host:port" of the client's socket: equal peers mean one kept-alive connection
     raw_body: bytes = field(default=b"", repr=False)
     time: float = 0.0  # time.time() when it arrived
 

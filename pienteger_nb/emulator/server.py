@@ -69,6 +69,7 @@ class Emulator:
         self._window = RateWindow()
         self._records: list[ReceivedRequest] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on every recorded request
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -154,6 +155,15 @@ class Emulator:
         with self._lock:
             return list(self._records)
 
+    def wait_for_requests(self, count: int, *, timeout: float = 10.0) -> bool:
+        """True once ``count`` requests have been recorded (False after ``timeout`` seconds).
+
+        Recording happens before latency, stalls and faults, so a test can wait for a call to be
+        inside the emulator without sleeping.
+        """
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._records) >= count, timeout)
+
     def reset(self) -> None:
         """Forget recorded requests, queued faults and the rate window."""
         with self._lock:
@@ -165,9 +175,11 @@ class Emulator:
 
     def _record(self, handler: EmulatorHandler, path: str, query: str, raw: bytes, parsed: Any) -> None:
         record = ReceivedRequest(method=handler.command, path=path, headers=masked_headers(
-            list(handler.headers.items())), body=parsed, query=query, raw_body=raw, time=time.time())
-        with self._lock:
+            list(handler.headers.items())), body=parsed, query=query, raw_body=raw, time=time.time(),
+            peer=f"{handler.client_address[0]}:{handler.client_address[1]}")
+        with self._arrived:
             self._records.append(record)
+            self._arrived.notify_all()
 
     def _track(self, conn: socket.socket) -> None:
         threading.current_thread().name = f"pienteger-emulator-conn:{self.port}:{id(conn)}"
