@@ -125,41 +125,26 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
 
 def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
     args = parse_words(usage_parser(), words)
+    from . import usage as ledger  # pandas loads here, not when the extension does
+
     try:
-        from . import usage as ledger
-    except ImportError:
-        print("the usage ledger is not available in this version yet")
-        return
-    if args.export:
-        path = _call(ledger, ("export",), args.export, since=args.since)
-        print(f"usage exported to {path or args.export}")
-        return
-    summary = _call(ledger, ("usage_summary",), by=args.by or "model", since=args.since)
-    from IPython.display import display
+        if args.export:
+            path = ledger.export(args.export, since=args.since)
+            print(f"usage rows written to {path}")
+            return
+        summary = ledger.usage_summary(by=args.by or "model", since=args.since)
+        if len(summary) == 0:
+            print("no calls recorded yet" + (f" since {args.since}" if args.since else ""))
+            return
+        from IPython.display import display
 
-    display(summary)
-    if args.plot:
-        _call(ledger, ("plot", "usage_plot"), by=args.by or "day", since=args.since)
-
-
-def _call(module: Any, names: tuple[str, ...], *args: Any, **options: Any) -> Any:
-    """Call the first of ``names`` the ledger module has, passing only options it takes."""
-    import inspect
-
-    for name in names:
-        fn: Callable[..., Any] | None = getattr(module, name, None)
-        if fn is None:
-            continue
-        accepted = inspect.signature(fn).parameters
-        kept = {k: v for k, v in options.items() if v is not None and k in accepted}
-        dropped = [k for k, v in options.items() if v is not None and k not in accepted]
-        if dropped:
-            raise UsageError(f"%pienteger usage: {', '.join('--' + d for d in dropped)} not supported here")
-        try:
-            return fn(*args, **kept)
-        except (ValueError, ConfigurationError) as exc:
-            raise UsageError(f"%pienteger usage: {exc}") from None
-    raise UsageError(f"%pienteger usage: {names[0]} is not available in this version yet")
+        display(summary)
+        if args.plot:
+            ledger.plot(since=args.since)
+    except ValueError as exc:  # a --since the ledger cannot read
+        raise UsageError(f"%pienteger usage: {exc}") from None
+    except PientegerError as exc:
+        raise magics.fail(exc, what="usage ledger") from None
 
 
 def cmd_form(magics: PientegerMagics, words: list[str]) -> None:
@@ -242,7 +227,7 @@ def run_subcommand(magics: PientegerMagics, line: str) -> None:
     name, rest = words[0], words[1:]
     command = SUBCOMMANDS.get(name)
     if command is None:
-        near = difflib.get_close_matches(name, SUBCOMMANDS, n=1)
+        near = difflib.get_close_matches(name, SUBCOMMANDS, n=1, cutoff=0.5)
         hint = f"did you mean {near[0]}? " if near else ""
         raise UsageError(
             f"unknown subcommand {name!r}: {hint}known: {', '.join(SUBCOMMANDS)}. "

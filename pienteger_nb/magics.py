@@ -94,8 +94,13 @@ class PientegerMagics(Magics):
     def _record(self, rec: CallRecord) -> None:
         from .usage import record_call
 
-        count = getattr(self.shell, "execution_count", None)
-        record_call(dataclasses.replace(rec, execution_count=count))
+        record_call(dataclasses.replace(rec, execution_count=self.execution_count()))
+
+    def execution_count(self) -> int | None:
+        """The running cell's number (In [n]); IPython 9 bumps the counter before running it."""
+        result = getattr(getattr(self.shell, "displayhook", None), "exec_result", None)
+        count = getattr(result, "execution_count", None)
+        return count if count is not None else getattr(self.shell, "execution_count", None)
 
     def fail(self, exc: BaseException, *, what: str = "completion") -> CellFailure:
         """The one-line failure for ``exc``; with ``debug=true`` the original is re-raised."""
