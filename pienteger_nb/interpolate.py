@@ -19,7 +19,7 @@ filled in as its text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # {name[index]...!conv:spec}; an index is an integer, a quoted string or a bare word.
@@ -30,10 +30,11 @@ _FIELD = re.compile(
     (?:!(?P<conv>[rsa]))?
     (?::(?P<spec>[^\s{}][^{}]*))?
     \}""",
-    re.X,
+    re.VERBOSE,
 )
 _INDEX = re.compile(r"""\[(-?\d+|'[^'\]]*'|"[^"\]]*"|[A-Za-z_]\w*)\]""")
 _MISSING = object()
+_CONVERSIONS: dict[str, Callable[[object], str]] = {"r": repr, "s": str, "a": ascii}
 
 
 def _indexed(value: Any, index: str) -> Any:
@@ -65,7 +66,7 @@ def _filled(match: re.Match[str], namespace: Mapping[str, Any]) -> str:
         value = value.text
     conv = match.group("conv")
     if conv:
-        value = {"r": repr, "s": str, "a": ascii}[conv](value)
+        value = _CONVERSIONS[conv](value)
     try:
         return format(value, match.group("spec") or "")
     except (ValueError, TypeError):

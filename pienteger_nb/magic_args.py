@@ -17,6 +17,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from .config import FORMATS
+
 _ESCAPES = re.compile(r"\\([nt\\])")
 
 
@@ -108,11 +109,11 @@ def emulator_parser() -> argparse.ArgumentParser:
 
 __all__ = [
     "FORMATS",
-    "split_line",
-    "unescape",
-    "parse_words",
     "cell_params",
     "check_output_name",
-    "usage_parser",
     "emulator_parser",
+    "parse_words",
+    "split_line",
+    "unescape",
+    "usage_parser",
 ]

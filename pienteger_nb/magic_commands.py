@@ -9,7 +9,8 @@ import getpass
 import html
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
@@ -36,7 +37,8 @@ def table_bundle(headers: list[str], rows: list[tuple[Any, ...]]) -> dict[str, s
     plain += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells
+        "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>"
+        for r in cells
     )
 
     def md(c: str) -> str:
@@ -60,7 +62,11 @@ def cmd_models(magics: PientegerMagics, words: list[str]) -> None:
         raise magics.fail(exc, what="model list") from None
     default = config.get("model")
     rows = [(m.id, m.owned_by, "default" if m.id == default else "") for m in models]
-    _show(magics, table_bundle(["model", "owned by", ""], rows), {"pienteger": {"models": [m.id for m in models]}})
+    _show(
+        magics,
+        table_bundle(["model", "owned by", ""], rows),
+        {"pienteger": {"models": [m.id for m in models]}},
+    )
 
 
 def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
@@ -191,11 +197,16 @@ def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
     from .emulator import Emulator
 
     options = {"tokens_per_second": args.tokens_per_second, "latency": args.latency}
-    emu = Emulator(api_key="pk-emu-" + secrets.token_hex(16), **{k: v for k, v in options.items() if v is not None})
+    emu = Emulator(
+        api_key="pk-emu-" + secrets.token_hex(16), **{k: v for k, v in options.items() if v is not None}
+    )
     emu.start()
     base_url, origin = config.lookup("base_url")
     key, key_origin = config.api_key()
-    magics._saved_settings = (base_url if origin == "kernel" else None, key if key_origin == "kernel" else None)
+    magics._saved_settings = (
+        base_url if origin == "kernel" else None,
+        key if key_origin == "kernel" else None,
+    )
     magics.emulator = emu
     config.set_kernel("base_url", emu.url)
     config.set_kernel_key(emu.api_key)
@@ -236,4 +247,4 @@ def run_subcommand(magics: PientegerMagics, line: str) -> None:
     command(magics, rest)
 
 
-__all__ = ["run_subcommand", "SUBCOMMANDS", "table_bundle", "stop_emulator"]
+__all__ = ["SUBCOMMANDS", "run_subcommand", "stop_emulator", "table_bundle"]

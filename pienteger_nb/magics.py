@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
@@ -117,13 +118,21 @@ class PientegerMagics(Magics):
     @argument("--max-tokens", type=int, default=None, metavar="N", help="tokens to generate at most")
     @argument("--top-p", type=float, default=None, metavar="P", help="nucleus sampling, 0..1")
     @argument("--n", type=int, default=None, metavar="N", help="completions to generate")
-    @argument("--stop", action="append", default=None, metavar="S", help="stop sequence (repeatable; \\n is a newline)")
+    @argument(
+        "--stop",
+        action="append",
+        default=None,
+        metavar="S",
+        help="stop sequence (repeatable; \\n is a newline)",
+    )
     @argument("--suffix", default=None, metavar="TEXT", help="text that comes after the completion")
     @argument("--echo", action="store_true", help="prepend the prompt to the text")
     @argument("--logprobs", type=int, default=None, metavar="N", help="log probabilities of the top N tokens")
     @argument("--seed", type=int, default=None, metavar="N", help="best-effort determinism")
     @argument("--no-stream", action="store_true", help="wait for the whole completion")
-    @argument("-f", "--format", choices=FORMATS, default=None, help="how to show the result (default markdown)")
+    @argument(
+        "-f", "--format", choices=FORMATS, default=None, help="how to show the result (default markdown)"
+    )
     @argument("-o", "--output", default=None, metavar="NAME", help="store the Completion in this variable")
     @argument("--no-interpolate", action="store_true", help="send {braces} exactly as typed")
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
@@ -137,9 +146,9 @@ class PientegerMagics(Magics):
             from .magic_commands import run_subcommand
 
             run_subcommand(self, line)
-            return None
+            return
         self.complete_cell(line, cell)
-        return None
+        return
 
     def complete_cell(self, line: str, cell: str) -> Completion | None:
         """Run ``%%pienteger`` on a line of options and a cell; returns the Completion."""
@@ -164,17 +173,21 @@ class PientegerMagics(Magics):
                 try:
                     completion = client.complete(prompt, model=model, **params)
                 except KeyboardInterrupt:
-                    raise CellInterrupted("KeyboardInterrupt: the request was stopped (recorded as cancelled)") from None
+                    raise CellInterrupted(
+                        "KeyboardInterrupt: the request was stopped (recorded as cancelled)"
+                    ) from None
                 StreamView(sink=sink_for_shell(self.shell)).finish(*render_output(completion, fmt))
         except (PientegerError, ValueError) as exc:
             raise self.fail(exc) from None
         if config.get("show_usage"):
             sink_for_shell(self.shell).final(*usage_bundle(completion))
-        if args.output:
+        if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = completion
         return completion
 
-    def _stream(self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any]) -> Completion:
+    def _stream(
+        self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any]
+    ) -> Completion:
         view = StreamView(sink=sink_for_shell(self.shell), clock=self.clock)
         self.last_view = view
         several = params.get("n", 1) > 1

@@ -15,7 +15,8 @@ import re
 import sys
 import time
 import uuid
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .types import Completion
 
@@ -185,18 +186,29 @@ class StreamView:
 
 # --- Finished output ------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.M | re.S)
+_FENCE = re.compile(
+    r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL
+)
 
 # First match wins; checked on the code itself (fences already stripped).
 _LANGUAGE_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("html", re.compile(r"^\s*<(!doctype|html|div|p|span|body|head|table|ul|a)\b", re.I)),
-    ("sql", re.compile(r"^\s*(select|insert|update|delete|create|with)\b[\s\S]*\b(from|into|set|table|as)\b", re.I)),
-    ("python", re.compile(r"^\s*(def |class |import |from \w[\w.]* import |print\(|async def |@\w)", re.M)),
-    ("javascript", re.compile(r"^\s*(function\b|const |let |var |export |console\.log\()|=>", re.M)),
-    ("bash", re.compile(r"^(#!/bin/|\s*\$ |\s*(sudo|pip|apt-get|cd|ls|echo|export) )", re.M)),
-    ("c", re.compile(r"^\s*#include\b|\bint main\s*\(", re.M)),
-    ("rust", re.compile(r"^\s*(fn |let mut |use std::|impl )", re.M)),
-    ("go", re.compile(r"^\s*(package \w+|func )", re.M)),
+    ("html", re.compile(r"^\s*<(!doctype|html|div|p|span|body|head|table|ul|a)\b", re.IGNORECASE)),
+    (
+        "sql",
+        re.compile(
+            r"^\s*(select|insert|update|delete|create|with)\b[\s\S]*\b(from|into|set|table|as)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "python",
+        re.compile(r"^\s*(def |class |import |from \w[\w.]* import |print\(|async def |@\w)", re.MULTILINE),
+    ),
+    ("javascript", re.compile(r"^\s*(function\b|const |let |var |export |console\.log\()|=>", re.MULTILINE)),
+    ("bash", re.compile(r"^(#!/bin/|\s*\$ |\s*(sudo|pip|apt-get|cd|ls|echo|export) )", re.MULTILINE)),
+    ("c", re.compile(r"^\s*#include\b|\bint main\s*\(", re.MULTILINE)),
+    ("rust", re.compile(r"^\s*(fn |let mut |use std::|impl )", re.MULTILINE)),
+    ("go", re.compile(r"^\s*(package \w+|func )", re.MULTILINE)),
 )
 
 
@@ -336,17 +348,17 @@ def usage_bundle(completion: Completion) -> tuple[Bundle, dict[str, Any]]:
 
 
 __all__ = [
-    "Throttle",
-    "StreamView",
-    "DisplaySink",
-    "TerminalSink",
-    "sink_for_shell",
-    "render_output",
-    "provenance",
-    "usage_line",
-    "usage_bundle",
-    "strip_fences",
-    "guess_language",
-    "completion_json",
     "STOPPED_MARK",
+    "DisplaySink",
+    "StreamView",
+    "TerminalSink",
+    "Throttle",
+    "completion_json",
+    "guess_language",
+    "provenance",
+    "render_output",
+    "sink_for_shell",
+    "strip_fences",
+    "usage_bundle",
+    "usage_line",
 ]

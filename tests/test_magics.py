@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import TEST_KEY
 from IPython.utils.capture import CapturedIO, capture_output
 
-from conftest import TEST_KEY
 from pienteger_nb import config
 from pienteger_nb.magic_errors import CellFailure, CellInterrupted
 from pienteger_nb.types import Completion
@@ -75,7 +75,11 @@ class Run:
 
     def final(self) -> dict[str, Any]:
         """The last publish before the usage line: the finished output."""
-        finals = [p for p in self.published if "pienteger" in p["metadata"] and "usage_line" not in p["metadata"]["pienteger"]]
+        finals = [
+            p
+            for p in self.published
+            if "pienteger" in p["metadata"] and "usage_line" not in p["metadata"]["pienteger"]
+        ]
         return finals[-1]
 
 
@@ -136,14 +140,24 @@ def test_load_ext_is_cheap_and_registers_both_magics() -> None:
         "ip.run_line_magic('unload_ext', 'pienteger_nb')\n"
         "print('pienteger' in ip.magics_manager.magics['cell'])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "False", "False", "False"]
 
 
 def test_help_is_the_docstring_with_examples(ip: Any, magics: Any) -> None:
     doc = magics.pienteger.__doc__
-    for option in ("--max-tokens", "--stop", "--no-interpolate", "--dry-run", "-o NAME", "examples:", "login"):
+    for option in (
+        "--max-tokens",
+        "--stop",
+        "--no-interpolate",
+        "--dry-run",
+        "-o NAME",
+        "examples:",
+        "login",
+    ):
         assert option in doc
     r = run(ip, "%pienteger help")
     assert "%%pienteger -m text-ada-001" in r.cap.stdout
@@ -185,7 +199,9 @@ def test_quotes_are_removed_and_escapes_read(ip: Any, magics: Any, env_emulator:
     assert sent["stream"] is True
 
 
-def test_defaults_come_from_config_then_environment(ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any) -> None:
+def test_defaults_come_from_config_then_environment(
+    ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any
+) -> None:
     monkeypatch.setenv("PIENTEGER_MODEL", "text-curie-001")
     run(ip, "%%pienteger\nx")
     assert body(env_emulator)["model"] == "text-curie-001"
@@ -210,7 +226,9 @@ def test_defaults_come_from_config_then_environment(ip: Any, magics: Any, env_em
         ('--suffix "unclosed', "No closing quotation"),
     ],
 )
-def test_a_bad_option_is_one_line_and_fails_the_cell(ip: Any, magics: Any, env_emulator: Any, line: str, fragment: str) -> None:
+def test_a_bad_option_is_one_line_and_fails_the_cell(
+    ip: Any, magics: Any, env_emulator: Any, line: str, fragment: str
+) -> None:
     r = run(ip, f"%%pienteger {line}\nx")
     assert r.res.success is False
     assert len(r.lines) == 1 and fragment in r.lines[0], r.text
@@ -229,7 +247,7 @@ def test_a_value_out_of_range_is_refused_before_sending(ip: Any, magics: Any, en
 
 def test_interpolation_in_the_magic(ip: Any, magics: Any, env_emulator: Any) -> None:
     ip.user_ns.update(topic="cats", rows=["a", "b"], d={"k": "v"}, x=41, os=__import__("os"))
-    prompt = "{topic} {rows[1]} {d['k']} {os.environ} {x.__class__} {nope} {{lit}} {\"j\": {\"k\": 1}}"
+    prompt = '{topic} {rows[1]} {d[\'k\']} {os.environ} {x.__class__} {nope} {{lit}} {"j": {"k": 1}}'
     run(ip, "%%pienteger --max-tokens 2\n" + prompt)
     assert body(env_emulator)["prompt"] == 'cats b v {os.environ} {x.__class__} {nope} {lit} {"j": {"k": 1}}'
     run(ip, "%%pienteger --max-tokens 2 --no-interpolate\n" + prompt)
@@ -260,7 +278,9 @@ def test_o_stores_the_completion_and_returns_nothing(ip: Any, magics: Any, env_e
         ("json", {"application/json", "text/plain"}),
     ],
 )
-def test_each_format_with_provenance(ip: Any, magics: Any, env_emulator: Any, fmt: str, mimes: set[str]) -> None:
+def test_each_format_with_provenance(
+    ip: Any, magics: Any, env_emulator: Any, fmt: str, mimes: set[str]
+) -> None:
     r = run(ip, f"%%pienteger --max-tokens 10 -f {fmt}\nWrite something")
     assert r.res.success, r.text
     final = r.final()
@@ -333,7 +353,9 @@ def test_api_errors_are_one_line_and_fail_the_cell(
         line = "--max-tokens 5000"  # over the model's context: the service says 400
         expected = ["HTTP 400", "request id", "fix the option"]
     elif case == "429-quota":
-        env_emulator.queue_fault("status", status=429, code="insufficient_quota", message="You exceeded your quota.")
+        env_emulator.queue_fault(
+            "status", status=429, code="insufficient_quota", message="You exceeded your quota."
+        )
         expected = ["HTTP 429", "quota", "retrying will not help"]
     elif case == "500":
         run(ip, "%pienteger config max_retries=0")
@@ -378,7 +400,9 @@ def test_a_stream_broken_midway_keeps_the_partial_text(ip: Any, magics: Any, env
 # --- Streaming display ---------------------------------------------------------------------
 
 
-def test_streaming_updates_are_throttled_and_the_last_state_lands(ip: Any, magics: Any, env_emulator: Any) -> None:
+def test_streaming_updates_are_throttled_and_the_last_state_lands(
+    ip: Any, magics: Any, env_emulator: Any
+) -> None:
     clock = Ticker(0.01)  # every token "takes" 10 ms: 100 tokens, 1 simulated second
     magics.clock = clock
     r = run(ip, "%%pienteger --max-tokens 100 -f text -o res\nTell a story")
@@ -399,7 +423,9 @@ def test_with_a_real_clock_a_fast_stream_sends_few_updates(ip: Any, magics: Any,
     assert 1 <= len(r.streamed) < 300
 
 
-def test_an_interrupt_mid_stream_keeps_the_text_and_records_cancelled(ip: Any, magics: Any, env_emulator: Any) -> None:
+def test_an_interrupt_mid_stream_keeps_the_text_and_records_cancelled(
+    ip: Any, magics: Any, env_emulator: Any
+) -> None:
     magics.clock = Ticker(0.1)  # every token may update
     r = run(ip, "%%pienteger --max-tokens 50\nTell a story", store_history=True, raise_on_update=3)
     assert r.res.success is False
@@ -426,7 +452,9 @@ def _ledger() -> Any:
     return default_log().frame()
 
 
-def test_ledger_rows_carry_source_and_execution_count(ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any) -> None:
+def test_ledger_rows_carry_source_and_execution_count(
+    ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any
+) -> None:
     count = ip.execution_count
     assert run(ip, "%%pienteger --max-tokens 3 -m text-ada-001\nx", store_history=True).res.success
     monkeypatch.setenv("PIENTEGER_API_KEY", "pk-wrong-000000000000000000")

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_KEY
 from IPython.utils.capture import CapturedIO, capture_output
 
-from conftest import TEST_KEY
 from pienteger_nb import config
 
 
@@ -116,7 +116,9 @@ def test_config_mistakes_are_one_line(ip: Any, magics: Any, line: str, fragment:
     assert config.api_key() == (None, "missing")
 
 
-def test_login_keeps_the_key_in_the_kernel_without_echo(ip: Any, magics: Any, emulator: Any, monkeypatch: Any) -> None:
+def test_login_keeps_the_key_in_the_kernel_without_echo(
+    ip: Any, magics: Any, emulator: Any, monkeypatch: Any
+) -> None:
     prompts: list[str] = []
 
     def fake_getpass(prompt: str = "") -> str:
@@ -148,7 +150,9 @@ def test_check_ok_gives_a_verdict(ip: Any, magics: Any, env_emulator: Any) -> No
 
 
 @pytest.mark.parametrize("case", ["wrong-key", "no-key", "refused"])
-def test_check_failing_says_what_is_wrong(ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any, case: str) -> None:
+def test_check_failing_says_what_is_wrong(
+    ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any, case: str
+) -> None:
     if case == "wrong-key":
         monkeypatch.setenv("PIENTEGER_API_KEY", "pk-wrong-000000000000000000")
         fragment = "HTTP 401"
@@ -222,7 +226,9 @@ def test_form_shows_the_widget(ip: Any, magics: Any, env_emulator: Any) -> None:
     assert r.data("application/vnd.jupyter.widget-view+json") or "PromptForm" in r.cap.stdout
 
 
-@pytest.mark.parametrize(("line", "fragment"), [("modles", "did you mean models?"), ("cheque", "did you mean check?")])
+@pytest.mark.parametrize(
+    ("line", "fragment"), [("modles", "did you mean models?"), ("cheque", "did you mean check?")]
+)
 def test_unknown_subcommand_suggests(ip: Any, magics: Any, line: str, fragment: str) -> None:
     r = run(ip, f"%pienteger {line}")
     assert r.res.success is False

@@ -47,8 +47,15 @@ def make_completion(text: str = "Hello world", **kw: Any) -> Completion:
     choices = kw.pop("choices", (Choice(text=text, index=0, finish_reason="stop"),))
     usage = kw.pop("usage", Usage(prompt_tokens=5, completion_tokens=7, total_tokens=12))
     return Completion(
-        id="cmpl-1", model="text-davinci:003", choices=choices, usage=usage, request_id="req-1",
-        latency_s=0.4213, ttft_s=0.01, requested_model="text-davinci-003", **kw,
+        id="cmpl-1",
+        model="text-davinci:003",
+        choices=choices,
+        usage=usage,
+        request_id="req-1",
+        latency_s=0.4213,
+        ttft_s=0.01,
+        requested_model="text-davinci-003",
+        **kw,
     )
 
 
@@ -136,7 +143,12 @@ def test_markdown_is_the_default_with_provenance() -> None:
     assert info["requested_model"] == "text-davinci-003"
     assert info["request_id"] == "req-1"
     assert info["finish_reason"] == "stop"
-    assert info["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12, "source": "reported"}
+    assert info["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 7,
+        "total_tokens": 12,
+        "source": "reported",
+    }
     assert info["format"] == "markdown"
     json.dumps(meta)  # metadata must be JSON for the notebook file
 
