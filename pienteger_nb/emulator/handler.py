@@ -234,9 +234,15 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         total = ans.events + (1 if include_usage else 0)
         plan = StreamPlan(faults, events=total)
         write = self.wfile.write
+        # HTTP/1.0 has no chunked encoding: the body runs until the connection closes.
+        chunked = self.request_version != "HTTP/1.0"
+        self._frame = wire.chunk if chunked else bytes
+        self._end = wire.END_CHUNKS if chunked else b""
+        if not chunked:
+            self.close_connection = True
         write(wire.head(200, {"Content-Type": "text/event-stream; charset=utf-8",
                               "Cache-Control": "no-cache", "x-request-id": self._rid, **headers},
-                        length=None))
+                        length=None, chunked=chunked))
         emu._log(self.command, self.path, 200, self._started)
         tps = emu.tokens_per_second
         start = time.perf_counter()
@@ -244,14 +250,16 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         for payload in ans.chunks(include_usage=include_usage):
             self._stream_breaks(plan, index)
             if plan.keepalive:
-                write(wire.chunk(plan.comment()))
-            write(wire.chunk(plan.event(payload, index)))
+                write(self._frame(plan.comment()))
+            write(self._frame(plan.event(payload, index)))
             index += 1
             if tps:
                 self._pause(start + index / tps - time.perf_counter())
         self._stream_breaks(plan, index)
-        tail = wire.chunk(plan.event(b"[DONE]", index)) if plan.done else b""
-        write(tail + wire.END_CHUNKS)
+        tail = self._frame(plan.comment()) if plan.keepalive else b""
+        if plan.done:
+            tail += self._frame(plan.event(b"[DONE]", index))
+        write(tail + self._end)
 
     def _stream_breaks(self, plan: StreamPlan, index: int) -> None:
         """Apply the faults due before event ``index``; raises _Closed when the stream must end."""
@@ -260,20 +268,20 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if stall is not None:
             self._stall(stall)
         if plan.at("malformed", index) is not None:
-            write(wire.chunk(plan.event(b'{"id": "cmpl-broken", "choices": [{"text": ', index)))
+            write(self._frame(plan.event(b'{"id": "cmpl-broken", "choices": [{"text": ', index)))
         error = plan.at("error_event", index)
         if error is not None:
             message = str(error.options.get("message", "The server had an error while processing your "
                                             "request. Sorry about that!"))
             payload = wire.dumps({"error": {"message": message, "type": str(error.options.get(
                 "type", "server_error")), "param": None, "code": error.options.get("code")}})
-            write(wire.chunk(plan.event(payload, index)) + wire.END_CHUNKS)
+            write(self._frame(plan.event(payload, index)) + self._end)
             raise _Closed
         if plan.at("cut", index) is not None:
             # Half an event in a well-formed chunk, then the socket closes: the reader gets the
             # partial bytes first and a broken body after.
             event = plan.event(b'{"id": "cmpl-cut", "object": "text_completion", "choices": []}', index)
-            write(wire.chunk(event[: max(len(event) // 2, 1)]))
+            write(self._frame(event[: max(len(event) // 2, 1)]))
             raise _Closed
 
     # -- faults and pacing -----------------------------------------------------------------

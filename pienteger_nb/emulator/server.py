@@ -90,7 +90,7 @@ class Emulator:
         server_class = _Server6 if ":" in self.host else _Server
         self._server = server_class((self.host, self.port), handler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name=f"pienteger-emulator:{self.port}", daemon=True)
         self._thread.start()
         return self

@@ -49,15 +49,20 @@ def completion_id() -> str:
     return "cmpl-" + secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")[:24]
 
 
-def head(status: int, headers: dict[str, str], *, length: int | None) -> bytes:
-    """Status line and headers; chunked transfer when ``length`` is None."""
+def head(status: int, headers: dict[str, str], *, length: int | None, chunked: bool = True) -> bytes:
+    """Status line and headers; without a ``length``, chunked transfer (or, for HTTP/1.0, until close)."""
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Status"
     lines = [f"HTTP/1.1 {status} {reason}", f"Date: {formatdate(usegmt=True)}", f"Server: {SERVER}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
-    lines.append(f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked")
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    elif chunked:
+        lines.append("Transfer-Encoding: chunked")
+    else:
+        lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
