@@ -22,13 +22,12 @@ across reads, and re-scans a long line on every read (psf/requests#3980).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One dispatched event: ``data`` (its ``data:`` lines joined with ``\\n``) and fields.
 
     ``id`` is the last event id seen so far in the stream (it persists across events, as the
@@ -55,34 +54,66 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[Event]:
         """Events completed by this piece of the body (often none, often several)."""
+        region = self._complete(data)
+        return self._parse(region) if region is not None else []
+
+    def feed_data(self, data: bytes) -> list[str]:
+        """Like ``feed`` but only each event's ``data`` (the fast path for data-only streams)."""
+        if data[-2:] == b"\n\n" and not self._pending and not self._skip_lf and not self._at_start \
+                and b"\r" not in data:
+            # One read holding whole events, the usual shape of a stream: no buffering needed.
+            if data[:6] == b"data: " and data.find(b"\n") == len(data) - 2:
+                return [data[6:-2].decode("utf-8", "replace")]
+            region = data[:-2]
+        else:
+            completed = self._complete(data)
+            if completed is None:
+                return []
+            region = completed
+        out: list[str] = []
+        append = out.append
+        for block in region.split(b"\n\n"):
+            if block[:6] == b"data: " and b"\n" not in block:
+                append(block[6:].decode("utf-8", "replace"))
+            else:
+                for event in self._parse(block):
+                    append(event.data)
+        return out
+
+    def _complete(self, data: bytes) -> bytes | None:
+        """The bytes of the events this piece completes (without the last blank line), or None."""
         if not data:
-            return []
+            return None
+        pending = self._pending
+        # Fastest path: whole events in one read, nothing held back, LF line ends.
+        if not pending and not self._skip_lf and not self._at_start and data[-2:] == b"\n\n" \
+                and b"\r" not in data:
+            return data[:-2]
         if self._skip_lf:
             self._skip_lf = False
             if data[:1] == b"\n":
                 data = data[1:]
                 if not data:
-                    return []
+                    return None
         if b"\r" in data:
             # Normalise to LF; a CR at the very end is a line end whose LF may come next read.
             self._skip_lf = data[-1:] == b"\r"
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        pending = self._pending
         if self._at_start:
             head = b"".join(pending) + data
             if len(head) < 3 and _BOM.startswith(head):
                 self._pending = [head]
-                return []
+                return None
             self._at_start = False
             if head.startswith(_BOM):
                 head = head[3:]
             pending.clear()
             data = head
-        # Fast path: no event boundary can end in this piece; keep it without copying.
+        # No event boundary can end in this piece: keep it without copying.
         if b"\n\n" not in data and not (pending and data[:1] == b"\n" and pending[-1][-1:] == b"\n"):
             if data:
                 pending.append(data)
-            return []
+            return None
         if pending:
             pending.append(data)
             buf = b"".join(pending)
@@ -93,7 +124,7 @@ class SSEDecoder:
         rest = buf[end + 2 :]
         if rest:
             pending.append(rest)
-        return self._parse(buf[:end])
+        return buf[:end]
 
     def close(self) -> list[Event]:
         """Events left at the end of the body: a last event whose blank line never came.
@@ -153,9 +184,8 @@ class SSEDecoder:
             elif field == b"id":
                 if b"\x00" not in value:
                     self._last_id = value.decode("utf-8", "replace")
-            elif field == b"retry":
-                if value.isdigit():
-                    retry = int(value)
+            elif field == b"retry" and value.isdigit():
+                retry = int(value)
             # Unknown fields are ignored, as the spec says.
         if not data:
             return None  # nothing to dispatch (only comments or fields)

@@ -49,7 +49,10 @@ class Stream:
         self._report = report
         self._timeout = timeout
         self._lock = threading.Lock()
+        # Text by choice: recent pieces, and older pieces joined 512 at a time, so memory stays
+        # about the size of the text rather than one str object (~50 bytes) per token.
         self._pieces: dict[int, list[str]] = {}
+        self._blocks: dict[int, list[str]] = {}
         self._finish: dict[int, str | None] = {}
         self._logprobs: dict[int, dict[str, Any] | None] = {}
         self._usage: Usage | None = None
@@ -64,17 +67,24 @@ class Stream:
         self.error: PientegerError | None = None
         self.request_id = call.request_id
         self.ttft_s: float | None = None
+        # per stream: the C scanner's memo is not shared across threads
+        self._scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
     # -- what the caller reads ---------------------------------------------------------
     @property
     def text(self) -> str:
         """Text of choice 0 so far."""
-        return "".join(self._pieces.get(0, ()))
+        return self._text_of(0)
 
     @property
     def texts(self) -> dict[int, str]:
         """Text so far of every choice, by index."""
-        return {i: "".join(p) for i, p in sorted(self._pieces.items())}
+        return {i: self._text_of(i) for i in sorted(self._pieces)}
+
+    def _text_of(self, index: int) -> str:
+        blocks = self._blocks.get(index)
+        pieces = self._pieces.get(index, [])
+        return "".join([*blocks, *pieces]) if blocks else "".join(pieces)
 
     @property
     def cancelled(self) -> bool:
@@ -127,19 +137,14 @@ class Stream:
         except Exception:
             pass
 
-    def _bytes(self) -> Iterator[bytes]:
+    def _byte_source(self) -> Iterator[bytes]:
         raw = self._response.raw
         if getattr(raw, "chunked", False) or not hasattr(raw, "read1"):
-            yield from self._response.iter_content(chunk_size=None)
-            return
+            return self._response.iter_content(chunk_size=None)
         # A close-delimited body: iter_content(None) would read it all before yielding anything,
         # so read what has arrived, as it arrives.
         read1 = raw.read1
-        while True:
-            data = read1(_READ_SIZE)
-            if not data:
-                return
-            yield data
+        return iter(lambda: read1(_READ_SIZE), b"")
 
     def _iterate(self, *, chunks: bool) -> Iterator[Any]:
         with self._lock:
@@ -150,22 +155,32 @@ class Stream:
                 return
             self._reading = True
         decoder = SSEDecoder()
+        feed = decoder.feed_data
         done = False
         apply = self._apply
         try:
-            for piece in self._bytes():
-                for event in decoder.feed(piece):
-                    data = event.data
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    delta = apply(data)
-                    if chunks:
+            # Two copies of the loop so the common (text) one does no per-event mode test.
+            if chunks:
+                for piece in self._byte_source():
+                    for data in feed(piece):
+                        if data == "[DONE]":
+                            done = True
+                            break
+                        apply(data)
                         yield from self._chunks_of(data)
-                    elif delta:
-                        yield delta
-                if done or self._cancelled:
-                    break
+                    if done or self._cancelled:
+                        break
+            else:
+                for piece in self._byte_source():
+                    for data in feed(piece):
+                        if data == "[DONE]":
+                            done = True
+                            break
+                        delta = apply(data)
+                        if delta:
+                            yield delta
+                    if done or self._cancelled:
+                        break
             if not done and not self._cancelled:
                 for event in decoder.close():
                     if event.data == "[DONE]":
@@ -226,10 +241,10 @@ class Stream:
             )
         return mapped
 
-    def _apply(self, data: str) -> str:
-        """Fold one event into the state; the new text of choice 0."""
+    def _parse_slow(self, data: str) -> Any:
+        """json.loads for what the fast scanner refused (e.g. leading space), else a StreamError."""
         try:
-            obj = json.loads(data)
+            return json.loads(data)
         except ValueError:
             raise StreamError(
                 f"the service sent a malformed event (not JSON): {data[:60]!r}; the text so far is in "
@@ -237,18 +252,31 @@ class Stream:
                 partial_text=self.text,
                 request_id=self.request_id,
             ) from None
-        if not isinstance(obj, dict):
+
+    def _raise_error_event(self, obj: dict[str, Any]) -> None:
+        err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+        detail = ", ".join(f"{k} {err[k]}" for k in ("type", "code") if err.get(k))
+        raise StreamError(
+            f"the service reported an error mid-stream: {err.get('message') or 'no message'}"
+            + (f" ({detail})" if detail else "")
+            + "; the text so far is in .partial_text",
+            partial_text=self.text,
+            request_id=self.request_id,
+        )
+
+    def _apply(self, data: str) -> str:
+        """Fold one event into the state; the new text of choice 0."""
+        # The C scanner directly: json.loads' Python wrappers cost as much as the parse here.
+        try:
+            obj, end = self._scan(data, 0)
+            if end != len(data):
+                obj = json.loads(data)  # trailing whitespace is fine, trailing junk raises
+        except (StopIteration, ValueError):
+            obj = self._parse_slow(data)
+        if type(obj) is not dict:
             raise StreamError(f"unexpected event {data[:60]!r}", partial_text=self.text, request_id=self.request_id)
         if "error" in obj:
-            err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
-            detail = ", ".join(f"{k} {err[k]}" for k in ("type", "code") if err.get(k))
-            raise StreamError(
-                f"the service reported an error mid-stream: {err.get('message') or 'no message'}"
-                + (f" ({detail})" if detail else "")
-                + "; the text so far is in .partial_text",
-                partial_text=self.text,
-                request_id=self.request_id,
-            )
+            self._raise_error_event(obj)
         if not self._id:
             self._id = str(obj.get("id") or "")
             self._model = str(obj.get("model") or "")
@@ -265,10 +293,13 @@ class Stream:
                 if pieces is None:
                     pieces = self._pieces[index] = []
                 pieces.append(text)
+                if len(pieces) >= 512:
+                    self._blocks.setdefault(index, []).append("".join(pieces))
+                    pieces.clear()
                 if self.ttft_s is None:
                     self.ttft_s = time.perf_counter() - self._call.started
                 if index == 0:
-                    delta0 += text
+                    delta0 = text if not delta0 else delta0 + text
             elif index not in self._pieces:
                 self._pieces[index] = []
             reason = choice.get("finish_reason")

@@ -19,9 +19,22 @@ def feed_split(body: bytes, cuts: tuple[int, ...]) -> list[Event]:
     return events + decoder.close()
 
 
+def feed_data_split(body: bytes, cuts: tuple[int, ...]) -> list[str]:
+    decoder = SSEDecoder()
+    out: list[str] = []
+    last = 0
+    for cut in (*cuts, len(body)):
+        out += decoder.feed_data(body[last:cut])
+        last = cut
+    return out + [e.data for e in decoder.close()]
+
+
 def every_split(body: bytes, expected: list[Event]) -> None:
     """Every single split and every pair of splits gives the same events as one read."""
     assert decode_all(body) == expected
+    datas = [e.data for e in expected]
+    for i in range(len(body) + 1):
+        assert feed_data_split(body, (i,)) == datas, f"feed_data split at {i}"
     for i in range(len(body) + 1):
         assert feed_split(body, (i,)) == expected, f"split at {i}"
     for i, j in itertools.combinations(range(len(body) + 1), 2):
