@@ -102,11 +102,20 @@ def test_queued_faults_wait_for_a_completions_request(session, emulator):
     assert post(session, emulator).status_code == 200
 
 
+def test_fault_objects_check_themselves():
+    with pytest.raises(ValueError, match="times must be >= 1"):
+        Fault("drop", times=0)
+    with pytest.raises(ValueError, match="after must be a number"):
+        Fault("cut", {"after": "soon"})
+
+
 def test_unknown_fault_is_refused_in_python_and_in_the_header(session, emulator):
     with pytest.raises(ValueError, match="unknown fault kind 'explode'"):
         emulator.queue_fault("explode")
     resp = post(session, emulator, "explode")
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "X-Emulator-Fault"
+    resp = post(session, emulator, "cut;after=soon", stream=True)
+    assert resp.status_code == 400 and "after must be a number" in resp.json()["error"]["message"]
     resp = post(session, emulator, "status;503")
     assert resp.status_code == 400 and "name=value" in resp.json()["error"]["message"]
 
@@ -138,8 +147,7 @@ def test_cut_of_a_plain_answer_sends_part_of_the_body(session, emulator):
         post(session, emulator).json()
 
 
-def test_stall_waits_until_stop_and_stop_releases_it():
-    emu = Emulator(TEST_KEY, natural_end=False).start()
+def test_stall_waits_until_stop_and_leaving_the_with_block_releases_it():
     first_event = threading.Event()
     outcome: list = []
 
@@ -155,11 +163,11 @@ def test_stall_waits_until_stop_and_stop_releases_it():
         except requests.exceptions.RequestException:
             outcome.append(("broken", got))
 
-    worker = threading.Thread(target=read)
-    worker.start()
-    assert first_event.wait(10)
-    assert worker.is_alive()  # stalled after one event
-    emu.stop()
+    with Emulator(TEST_KEY, natural_end=False) as emu:
+        worker = threading.Thread(target=read)
+        worker.start()
+        assert first_event.wait(10)
+        assert worker.is_alive()  # stalled after one event
     worker.join(10)
     assert not worker.is_alive()
     (kind, got), = outcome

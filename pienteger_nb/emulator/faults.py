@@ -30,6 +30,9 @@ KINDS: dict[str, str] = {
 }
 
 
+_NUMERIC = ("status", "after", "seconds", "retry_after_ms")  # retry_after may also be an HTTP date
+
+
 @dataclass(frozen=True)
 class Fault:
     """One fault: ``kind`` (see ``KINDS``), its options, and how many requests it applies to."""
@@ -43,6 +46,9 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
         if self.times < 1:
             raise ValueError(f"times must be >= 1, got {self.times}")
+        for name in _NUMERIC:
+            if name in self.options:
+                self.number(name, 0)
 
     def number(self, name: str, default: float) -> float:
         value = self.options.get(name, default)
