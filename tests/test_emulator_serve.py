@@ -77,6 +77,6 @@ def test_serve_never_prints_a_key_given_on_the_command_line():
 def test_serve_on_a_busy_port_says_what_to_do():
     with Emulator(TEST_KEY) as emu:
         proc = serve("--port", str(emu.port))
-        out, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{emu.port}" in err and "--port" in err
