@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import client as _client
 from .client import Client, Stream
 from .errors import (
     APIConnectionError,
@@ -67,6 +68,17 @@ _LAZY = {
     "usage_summary": ("usage", "usage_summary"),
     "complete_many": ("batch", "complete_many"),
 }
+
+
+def _record_to_ledger(record: CallRecord) -> None:
+    # Imported at the first call, not at package import: keeps `import pienteger_nb` cheap.
+    from .usage import record_call
+
+    record_call(record)
+
+
+# Every call from any Client lands in the default usage ledger unless it says otherwise.
+_client.set_default_recorder(_record_to_ledger)
 
 
 def __getattr__(name: str) -> Any:
