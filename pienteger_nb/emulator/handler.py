@@ -9,6 +9,7 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from . import wire
 from .answer import Answer, answer
@@ -189,7 +190,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if sub == "/models" and self.emulator.getmodels_only:
             raise APIError(404, "Not found: this service lists models at /getmodels.", code="unknown_url")
         if sub.startswith("/models/"):
-            model_id = sub[len("/models/"):]
+            model_id = unquote(sub[len("/models/"):])
             if model_id not in MODELS:
                 raise APIError(404, f"The model `{model_id}` does not exist", code="model_not_found",
                                param="model")

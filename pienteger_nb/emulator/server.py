@@ -6,6 +6,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any, Self
@@ -52,7 +53,7 @@ class Emulator:
     def __init__(self, api_key: str = DEFAULT_KEY, *, host: str = "127.0.0.1", port: int = 0,
                  latency: float = 0.0, tokens_per_second: float | None = None, rpm: int | None = None,
                  getmodels_only: bool = False, natural_end: bool = True, max_body: int = 1 << 20,
-                 log: Callable[[str], None] | None = None) -> None:
+                 max_records: int = 10_000, log: Callable[[str], None] | None = None) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty: clients must send some key")
         self.api_key = api_key
@@ -67,7 +68,10 @@ class Emulator:
         self.log = log
         self._faults = FaultQueue()
         self._window = RateWindow()
-        self._records: list[ReceivedRequest] = []
+        # Bounded so a long-running `pienteger-nb serve` does not grow without end.
+        self._records: deque[ReceivedRequest] = deque(maxlen=max_records)
+        self._received = 0  # ever recorded, for wait_for_requests
+        self._cleared = 0  # _received at the last reset()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified on every recorded request
         self._connections: set[socket.socket] = set()
@@ -156,18 +160,19 @@ class Emulator:
             return list(self._records)
 
     def wait_for_requests(self, count: int, *, timeout: float = 10.0) -> bool:
-        """True once ``count`` requests have been recorded (False after ``timeout`` seconds).
+        """True once ``count`` requests have been recorded since the last reset (False after ``timeout`` s).
 
         Recording happens before latency, stalls and faults, so a test can wait for a call to be
         inside the emulator without sleeping.
         """
         with self._arrived:
-            return self._arrived.wait_for(lambda: len(self._records) >= count, timeout)
+            return self._arrived.wait_for(lambda: self._received - self._cleared >= count, timeout)
 
     def reset(self) -> None:
         """Forget recorded requests, queued faults and the rate window."""
         with self._lock:
             self._records.clear()
+            self._cleared = self._received
         self._faults.clear()
         self._window.clear()
 
@@ -179,6 +184,7 @@ class Emulator:
             peer=f"{handler.client_address[0]}:{handler.client_address[1]}")
         with self._arrived:
             self._records.append(record)
+            self._received += 1
             self._arrived.notify_all()
 
     def _track(self, conn: socket.socket) -> None:
