@@ -249,20 +249,20 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         start = time.perf_counter()
         index = 0
         for payload in ans.chunks(include_usage=include_usage):
-            self._stream_breaks(plan, index)
+            self._stream_breaks(plan, index, payload)
             if plan.keepalive:
                 write(self._frame(plan.comment()))
             write(self._frame(plan.event(payload, index)))
             index += 1
             if tps:
                 self._pause(start + index / tps - time.perf_counter())
-        self._stream_breaks(plan, index)
+        self._stream_breaks(plan, index, b"[DONE]")
         tail = self._frame(plan.comment()) if plan.keepalive else b""
         if plan.done:
             tail += self._frame(plan.event(b"[DONE]", index))
         write(tail + self._end)
 
-    def _stream_breaks(self, plan: StreamPlan, index: int) -> None:
+    def _stream_breaks(self, plan: StreamPlan, index: int, upcoming: bytes) -> None:
         """Apply the faults due before event ``index``; raises _Closed when the stream must end."""
         write = self.wfile.write
         stall = plan.at("stall", index)
@@ -281,7 +281,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if plan.at("cut", index) is not None:
             # Half an event in a well-formed chunk, then the socket closes: the reader gets the
             # partial bytes first and a broken body after.
-            event = plan.event(b'{"id": "cmpl-cut", "object": "text_completion", "choices": []}', index)
+            event = plan.event(upcoming, index)
             write(self._frame(event[: max(len(event) // 2, 1)]))
             raise _Closed
 
