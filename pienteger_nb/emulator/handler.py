@@ -71,6 +71,9 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     # -- one request -----------------------------------------------------------------------
 
     def _serve(self) -> None:
+        if self.emulator._stopping.is_set():  # a connection that slipped past stop(): close it
+            self.close_connection = True
+            return
         self._rid = wire.request_id()
         self._started = time.perf_counter()
         path, _, query = self.path.partition("?")
