@@ -122,7 +122,8 @@ class Answer:
         """How many chunk events the stream sends (usage chunk included, [DONE] not)."""
         return sum(max(len(c.pieces), 1) for c in self.choices)
 
-    def body(self, *, include_usage: bool) -> dict[str, Any]:
+    def body(self) -> dict[str, Any]:
+        """The plain (not streamed) answer."""
         return {
             "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
             "choices": [{"text": c.text, "index": c.index, "logprobs": c.merged_logprobs(),

@@ -20,11 +20,6 @@ MODELS: dict[str, int] = {
 # Like the reference, the service names some models differently in its answers.
 ANSWERED_AS = {"text-davinci-003": "text-davinci:003"}
 DEFAULT_PROMPT = "<|endoftext|>"
-_KNOWN = frozenset({
-    "model", "prompt", "suffix", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options",
-    "logprobs", "echo", "stop", "presence_penalty", "frequency_penalty", "best_of", "logit_bias", "seed",
-    "user",
-})
 
 
 def model_object(model_id: str) -> dict[str, Any]:

@@ -224,7 +224,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         tps = emu.tokens_per_second
         if tps:
             self._pause(sum(len(c.pieces) for c in ans.choices) / tps)
-        body = wire.dumps(ans.body(include_usage=False))
+        body = wire.dumps(ans.body())
         kinds = {f.kind for f in faults}
         if "malformed" in kinds:
             self._send(200, body[: len(body) // 2], headers=headers)
