@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
@@ -155,6 +156,8 @@ class PientegerMagics(Magics):
         args = parse_words(self.pienteger.parser, split_line(line))
         check_output_name(args.output)
         prompt = cell.rstrip("\n")
+        if not prompt.strip():
+            raise UsageError("the cell is empty: write the prompt on the lines below %%pienteger")
         if not args.no_interpolate:
             prompt = interpolate(prompt, self.shell.user_ns if self.shell is not None else {})
         try:

@@ -186,29 +186,23 @@ class StreamView:
 
 # --- Finished output ------------------------------------------------------------------------
 
-_FENCE = re.compile(
-    r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL
-)
+# Patterns stay strings until first used (re caches them), so importing this module is cheap.
+_FENCE = r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)"
 
 # First match wins; checked on the code itself (fences already stripped).
-_LANGUAGE_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("html", re.compile(r"^\s*<(!doctype|html|div|p|span|body|head|table|ul|a)\b", re.IGNORECASE)),
+_LANGUAGE_HINTS: tuple[tuple[str, str, re.RegexFlag], ...] = (
+    ("html", r"^\s*<(!doctype|html|div|p|span|body|head|table|ul|a)\b", re.IGNORECASE),
     (
         "sql",
-        re.compile(
-            r"^\s*(select|insert|update|delete|create|with)\b[\s\S]*\b(from|into|set|table|as)\b",
-            re.IGNORECASE,
-        ),
+        r"^\s*(select|insert|update|delete|create|with)\b[\s\S]*\b(from|into|set|table|as)\b",
+        re.IGNORECASE,
     ),
-    (
-        "python",
-        re.compile(r"^\s*(def |class |import |from \w[\w.]* import |print\(|async def |@\w)", re.MULTILINE),
-    ),
-    ("javascript", re.compile(r"^\s*(function\b|const |let |var |export |console\.log\()|=>", re.MULTILINE)),
-    ("bash", re.compile(r"^(#!/bin/|\s*\$ |\s*(sudo|pip|apt-get|cd|ls|echo|export) )", re.MULTILINE)),
-    ("c", re.compile(r"^\s*#include\b|\bint main\s*\(", re.MULTILINE)),
-    ("rust", re.compile(r"^\s*(fn |let mut |use std::|impl )", re.MULTILINE)),
-    ("go", re.compile(r"^\s*(package \w+|func )", re.MULTILINE)),
+    ("python", r"^\s*(def |class |import |from \w[\w.]* import |print\(|async def |@\w)", re.MULTILINE),
+    ("javascript", r"^\s*(function\b|const |let |var |export |console\.log\()|=>", re.MULTILINE),
+    ("bash", r"^(#!/bin/|\s*\$ |\s*(sudo|pip|apt-get|cd|ls|echo|export) )", re.MULTILINE),
+    ("c", r"^\s*#include\b|\bint main\s*\(", re.MULTILINE),
+    ("rust", r"^\s*(fn |let mut |use std::|impl )", re.MULTILINE),
+    ("go", r"^\s*(package \w+|func )", re.MULTILINE),
 )
 
 
@@ -217,7 +211,7 @@ def strip_fences(text: str) -> tuple[str, str | None]:
 
     Text without fences is returned as it is (without surrounding blank lines), with no tag.
     """
-    blocks = [(m.group(2) or None, m.group(3)) for m in _FENCE.finditer(text)]
+    blocks = [(m.group(2) or None, m.group(3)) for m in re.finditer(_FENCE, text, re.MULTILINE | re.DOTALL)]
     if not blocks:
         return text.strip("\n"), None
     tag = next((t for t, _ in blocks if t), None)
@@ -233,8 +227,8 @@ def guess_language(code: str) -> str:
             return "json"
         except ValueError:
             pass
-    for name, pattern in _LANGUAGE_HINTS:
-        if pattern.search(code):
+    for name, pattern, flags in _LANGUAGE_HINTS:
+        if re.search(pattern, code, flags):
             return name
     return "text"
 

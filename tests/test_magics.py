@@ -476,3 +476,24 @@ def test_the_key_from_login_never_shows(ip: Any, magics: Any, emulator: Any, mon
     r = run(ip, "%%pienteger --max-tokens 3 -f json\nx")
     assert r.res.success, r.text
     assert config.api_key()[1] == "kernel"
+
+
+def test_an_empty_cell_is_a_usage_error(ip: Any, magics: Any, env_emulator: Any) -> None:
+    r = run(ip, "%%pienteger --max-tokens 3\n\n  \n")
+    assert r.res.success is False
+    assert len(r.lines) == 1 and "the cell is empty" in r.lines[0]
+    assert env_emulator.requests == []
+
+
+def test_terminal_ipython_prints_the_text_once(ip: Any, magics: Any, env_emulator: Any, capsys: Any) -> None:
+    from IPython.core.displaypub import DisplayPublisher
+
+    assert type(ip.display_pub) is DisplayPublisher  # what terminal IPython uses
+    magics.clock = Ticker(0.1)  # every token goes out: each must print only its new text
+    res = ip.run_cell("%%pienteger --max-tokens 20 -o res\nx", silent=True)
+    assert res.success
+    out = capsys.readouterr().out
+    text = ip.user_ns["res"].text
+    assert out.startswith(text + "\n")
+    assert out.count(text) == 1 and "→ 20 tokens" in out.splitlines()[-1]
+    assert TEST_KEY not in out
