@@ -60,6 +60,7 @@ class PromptForm(FormView):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stream: Any = None
+        self._active = False
         self._stop_requested = threading.Event()
         self._painter: _Painter | None = None
         self.result: Completion | None = None
@@ -121,8 +122,8 @@ class PromptForm(FormView):
 
     @property
     def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """True from Submit until the generation's final state is on screen."""
+        return self._active
 
     def _secrets(self) -> list[str]:
         """Key values that must never reach a widget (a last guard; errors never carry it)."""
@@ -176,6 +177,7 @@ class PromptForm(FormView):
                 return None
             self._stop_requested.clear()
             self._stream = None
+            self._active = True
             self._set_running(True)
             self.output.outputs = ()
             self._painter = _Painter(self._show, interval=self._interval, clock=self._clock,
@@ -191,13 +193,13 @@ class PromptForm(FormView):
     def stop(self) -> None:
         """Stop the running generation; the text so far stays and the call is recorded as cancelled."""
         self._stop_requested.set()
-        with self._lock:
+        with self._lock:  # the worker's final status takes this lock too, so it always comes last
             stream = self._stream
+            if self._active:
+                self.stop_button.disabled = True
+                self._set_status("Stopping...", kind="info")
         if stream is not None:
             stream.close()  # thread-safe: the reading thread's iteration ends quietly
-        if self.running:
-            self.stop_button.disabled = True
-            self._set_status("Stopping...", kind="info")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Join the running generation; True when none is running any more."""
@@ -231,14 +233,15 @@ class PromptForm(FormView):
             text = "".join(received) or getattr(exc, "partial_text", "") or ""
         seconds = time.perf_counter() - started
         stopped = self._stop_requested.is_set()
-        try:
-            painter.finish(text)
-            self.result = completion
-            self._report(job, text, completion, error, stopped, seconds)
-        finally:
-            with self._lock:
+        with self._lock:
+            try:
+                painter.finish(text)
+                self.result = completion
+                self._report(job, text, completion, error, stopped, seconds)
+            finally:
                 self._stream = None
-            self._set_running(False)
+                self._active = False
+                self._set_running(False)
 
     def _run_stream(self, job: _Job, painter: _Painter, received: list[str]) -> Completion | None:
         if self._stop_requested.is_set():
