@@ -118,7 +118,8 @@ class Emulator:
             thread.join(timeout)
         deadline = time.monotonic() + timeout
         for worker in threading.enumerate():
-            if worker.name.startswith(f"pienteger-emulator-conn:{self.port}:"):
+            if worker is not threading.current_thread() and worker.name.startswith(
+                    f"pienteger-emulator-conn:{self.port}:"):
                 worker.join(max(deadline - time.monotonic(), 0.0))
         self._server = None
         self._thread = None
