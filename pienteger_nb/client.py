@@ -99,6 +99,7 @@ class Client:
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
         self._models_path: str | None = None  # "/models" or "/getmodels", once one has worked
+        self._transport_ok = False
 
     # -- set-up ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -154,10 +155,16 @@ class Client:
         return session
 
     def _headers(self, *, stream: bool, masked: bool = False) -> dict[str, str]:
-        key = self.require_key()
-        config.check_key_transport(self.base_url)
+        if masked and not self._key:  # a dry run may be shown before any key is set
+            shown = "(not set)"
+        else:
+            key = self.require_key()
+            if not self._transport_ok:  # the URL never changes: check it once
+                config.check_key_transport(self.base_url)
+                self._transport_ok = True
+            shown = key.masked if masked else key.get()
         return {
-            "X-Api-Key": key.masked if masked else key.get(),
+            "X-Api-Key": shown,
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
             "User-Agent": user_agent(),
@@ -236,9 +243,13 @@ class Client:
         log.debug("retrying after %s in %.3f s (attempt %d of %d)", why, seconds, attempt + 1, self.max_retries + 1)
         self._sleep(seconds)
 
-    def _report(self, record: CallRecord) -> None:
+    def _recorder(self) -> Recorder | None:
         recorder = _default_recorder if self.on_call is None else self.on_call
-        if not recorder:
+        return recorder or None
+
+    def _report(self, record: CallRecord) -> None:
+        recorder = self._recorder()
+        if recorder is None:
             return
         try:
             recorder(record)
@@ -294,7 +305,10 @@ class Client:
 
     def request_preview(self, prompt: str | list[str], *, model: str | None = None, stream: bool = False,
                         extra_body: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
-        """The request a call would send, validated the same way, key masked; sends nothing."""
+        """The request a call would send, validated the same way, key masked; sends nothing.
+
+        Without a key it still answers (the key shows as ``(not set)``), so a dry run works first.
+        """
         body = self._prepare(prompt, model, stream, extra_body, params)
         return {"method": "POST", "url": self.base_url + "/completions",
                 "headers": self._headers(stream=stream, masked=True), "json": body}
@@ -315,8 +329,9 @@ class Client:
             status = "error" if isinstance(exc, Exception) else "cancelled"
             self._report(call.record(status, error=exc if isinstance(exc, Exception) else None))
             raise
-        self._report(call.record("ok", usage=result.usage, text=result.text,
-                                 finish_reason=result.finish_reason, latency_s=result.latency_s))
+        if self._recorder() is not None:  # building the record costs a little: only when wanted
+            self._report(call.record("ok", usage=result.usage, text=result.text,
+                                     finish_reason=result.finish_reason, latency_s=result.latency_s))
         return result
 
     def stream(self, prompt: str | list[str], *, model: str | None = None,

@@ -185,3 +185,45 @@ def test_best_of_refused_with_stream(client, emulator):
     with pytest.raises(ValueError, match="best_of"):
         client.stream("Hi", best_of=2)
     assert emulator.requests == []
+
+
+def test_close_delimited_stream_is_read_as_it_arrives(records):
+    """A body without chunked framing (HTTP/1.0 style) must not be buffered to the end."""
+    import socket
+
+    first_seen = threading.Event()
+    in_time: list[bool] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+                         b'data: {"choices":[{"text":"one","index":0}]}\n\n')
+            in_time.append(first_seen.wait(10))  # the rest only once the client has shown the first delta
+            conn.sendall(b'data: {"choices":[{"text":" two","index":0,"finish_reason":"stop"}]}\n\n'
+                         b"data: [DONE]\n\n")
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append, timeout=10)
+        with c.stream("x") as s:
+            deltas = []
+            for delta in s:
+                deltas.append(delta)
+                first_seen.set()
+        assert in_time == [True], "the first delta only arrived after the body ended"
+        assert deltas == ["one", " two"] and s.completion.finish_reason == "stop"
+        assert s.completion.usage.source == "estimated" and records[-1].status == "ok"
+    finally:
+        first_seen.set()
+        server.join(10)
+        listener.close()
+
+
+def test_request_preview_without_a_key_still_answers(emulator):
+    preview = Client(base_url=emulator.url).request_preview("hi")
+    assert preview["headers"]["X-Api-Key"] == "(not set)" and preview["json"]["prompt"] == "hi"
