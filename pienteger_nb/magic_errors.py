@@ -72,15 +72,22 @@ def _advice(exc: PientegerError) -> str:
     return "see %pienteger help"
 
 
+def _with_advice(message: str, advice: str) -> str:
+    """The message, then the advice unless the message already says what to do."""
+    low = message.lower()
+    if any(hint in low for hint in ("try again", "%pienteger login", "pienteger_api_key", "did you mean")):
+        return message
+    return f"{message}; {advice}"
+
+
 def describe(exc: BaseException, *, what: str = "completion") -> str:
     """One line for an error: what failed, the status, the request id, what to do."""
     if isinstance(exc, ConfigurationError):
         line = f"Pienteger configuration: {exc}"
     elif isinstance(exc, APIStatusError):
         rid = f", request id {exc.request_id}" if exc.request_id else ""
-        line = (
-            f"Pienteger {what} failed: HTTP {exc.status_code}{rid}: {_first_line(exc.message)}; "
-            f"{_advice(exc)}"
+        line = f"Pienteger {what} failed: HTTP {exc.status_code}{rid}: " + _with_advice(
+            _first_line(exc.message), _advice(exc)
         )
     elif isinstance(exc, APITimeoutError):
         line = (
@@ -94,8 +101,10 @@ def describe(exc: BaseException, *, what: str = "completion") -> str:
         )
     elif isinstance(exc, StreamError):
         rid = f", request id {exc.request_id}" if exc.request_id else ""
-        kept = f"; the {len(exc.partial_text)} characters received are kept above" if exc.partial_text else ""
-        line = f"Pienteger stream broke{rid}: {_first_line(str(exc))}{kept}; run the cell again"
+        message = _first_line(str(exc)).replace(
+            "the text so far is in .partial_text", "the text so far is kept above"
+        )
+        line = f"Pienteger stream broke{rid}: " + _with_advice(message, "run the cell again")
     elif isinstance(exc, ValueError):
         line = f"Pienteger: bad option: {_first_line(str(exc))}"
     else:

@@ -40,7 +40,8 @@ examples:
   Use {braces} as typed
 
 The prompt's {name} and {name[0]} / {name['key']} fields are filled from your variables
-(never attribute access or expressions; unknown names stay as typed; {{ }} are braces).
+and {name:>10}-style format specs apply (never attribute access or expressions; unknown
+names stay as typed; {{ }} are braces; JSON such as {"a": {"b": 1}} is left alone).
 Defaults come from %pienteger config, then PIENTEGER_* variables.
 
 subcommands (line magic):
@@ -112,7 +113,7 @@ class PientegerMagics(Magics):
 
     # --- The magic --------------------------------------------------------------------------
 
-    @magic_arguments()
+    @magic_arguments(name="%pienteger")  # the help's usage line then reads %%pienteger
     @kwds(epilog=_EXAMPLES)
     @argument("-m", "--model", default=None, help="model (default: %%pienteger config model)")
     @argument("-t", "--temperature", type=float, default=None, help="0..2")
@@ -211,9 +212,10 @@ class PientegerMagics(Magics):
             raise CellInterrupted(
                 "KeyboardInterrupt: generation stopped; the partial text is kept above (recorded as cancelled)"
             ) from None
-        except StreamError as exc:
-            if view.text or exc.partial_text:
-                view.text = view.text or exc.partial_text
+        except PientegerError as exc:  # a broken stream, or an error event mid-stream
+            partial = exc.partial_text if isinstance(exc, StreamError) else ""
+            if view.text or partial:
+                view.text = view.text or partial
                 view.stop(mark="[stream broken]", metadata={"pienteger": {"status": "error", "model": model}})
             raise
         if completion is None:  # closed from elsewhere: what arrived stays, marked

@@ -351,7 +351,7 @@ def test_api_errors_are_one_line_and_fail_the_cell(
         expected = ["HTTP 401", "request id", "%pienteger login"]
     elif case == "400":
         line = "--max-tokens 5000"  # over the model's context: the service says 400
-        expected = ["HTTP 400", "request id", "fix the option"]
+        expected = ["HTTP 400", "request id", "context length"]
     elif case == "429-quota":
         env_emulator.queue_fault(
             "status", status=429, code="insufficient_quota", message="You exceeded your quota."
@@ -386,11 +386,15 @@ def test_debug_shows_the_full_traceback(ip: Any, magics: Any, env_emulator: Any,
     assert len(r.lines) > 3 and "AuthenticationError" in r.text
 
 
-def test_a_stream_broken_midway_keeps_the_partial_text(ip: Any, magics: Any, env_emulator: Any) -> None:
-    env_emulator.queue_fault("cut", after=4)
+@pytest.mark.parametrize("fault", ["cut", "error_event", "malformed", "no_done"])
+def test_a_stream_broken_midway_keeps_the_partial_text(
+    ip: Any, magics: Any, env_emulator: Any, fault: str
+) -> None:
+    env_emulator.queue_fault(fault, after=4)
     r = run(ip, "%%pienteger --max-tokens 30\nHello")
     assert r.res.success is False
-    assert len(r.lines) == 1 and "stream broke" in r.lines[0], r.text
+    assert len(r.lines) == 1 and "Pienteger" in r.lines[0], r.text
+    assert "Traceback" not in r.text
     last = r.published[-1]
     assert last["data"]["text/plain"].endswith("[stream broken]")
     assert last["metadata"]["pienteger"]["status"] == "error"
