@@ -14,16 +14,16 @@ from collections.abc import Callable, Sequence
 PROG = "pienteger-nb"
 
 # subcommand -> (one-line help, module, function adding its arguments, function running it)
-_DELEGATED: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+_DELEGATED: dict[str, tuple[str, str, str, str]] = {
     "serve": (
         "run the bundled Pienteger emulator (a local server for tests, demos and offline work)",
-        ("pienteger_nb.emulator", "pienteger_nb.emulator.server", "pienteger_nb.emulator.cli"),
+        "pienteger_nb.emulator.cli",
         "add_serve_arguments",
         "run_serve",
     ),
     "usage": (
         "show the usage ledger (calls and tokens by model, day or source)",
-        ("pienteger_nb.usage",),
+        "pienteger_nb.usage",
         "add_usage_arguments",
         "run_usage",
     ),
@@ -32,19 +32,10 @@ _DELEGATED: dict[str, tuple[str, tuple[str, ...], str, str]] = {
 DEMO_HELP = "run notebooks/quickstart.ipynb against the bundled emulator (no key needed)"
 
 
-def _find(modules: tuple[str, ...], name: str) -> Callable[..., object]:
-    """The first module in ``modules`` that defines ``name``; ImportError when none does."""
-    for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that module does not exist: try the next place
-            raise
-        found = getattr(module, name, None)
-        if found is not None:
-            return found  # type: ignore[no-any-return]
-    raise ImportError(f"{name} not found in {', '.join(modules)}")
+def _find(module: str, name: str) -> Callable[..., object]:
+    """``module.name``, imported now."""
+    found: Callable[..., object] = getattr(importlib.import_module(module), name)
+    return found
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,10 +79,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     demo = subparsers.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP)
     _add_demo_arguments(demo)
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (help_text, modules, add_name, _run) in _DELEGATED.items():
+    for name, (help_text, module, add_name, _run) in _DELEGATED.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            _find(modules, add_name)(sub)
+            _find(module, add_name)(sub)
     return parser
 
 
@@ -100,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(args_list)
-    except ImportError as exc:
+    except (ImportError, AttributeError) as exc:
         print(f"{PROG}: error: this subcommand is not available in this install ({exc})", file=sys.stderr)
         return 1
     args = parser.parse_args(args_list)
@@ -112,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             return run_demo(args)
-        _help, modules, _add, run_name = _DELEGATED[args.command]
-        return int(_find(modules, run_name)(args))  # type: ignore[call-overload]
+        _help, module, _add, run_name = _DELEGATED[args.command]
+        return int(_find(module, run_name)(args))  # type: ignore[call-overload]
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

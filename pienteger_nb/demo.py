@@ -81,8 +81,13 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def execute_notebook(source: Path, *, env: dict[str, str], cwd: Path, timeout: float) -> tuple[Any, str | None]:
-    """(the executed notebook, None) or (the notebook as far as it ran, a one-line failure)."""
+def execute_notebook(
+    source: Path, *, env: dict[str, str], cwd: Path, timeout: float, kernel_log: Path | None = None
+) -> tuple[Any, str | None]:
+    """(the executed notebook, None) or (the notebook as far as it ran, a one-line failure).
+
+    The kernel's own stderr (start-up warnings, a crash) goes to ``kernel_log`` when given.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellControlSignal, DeadKernelError
@@ -100,8 +105,9 @@ def execute_notebook(source: Path, *, env: dict[str, str], cwd: Path, timeout: f
         resources={"metadata": {"path": str(cwd)}},
         on_cell_start=on_cell_start,
     )
+    log = open(kernel_log, "wb") if kernel_log else None  # noqa: SIM115 (closed below)
     try:
-        client.execute(env=env)
+        client.execute(env=env, **({"stderr": log} if log else {}))
     except (CellControlSignal, DeadKernelError, TimeoutError) as exc:
         index = current["index"]
         cell = nb.cells[index] if 0 <= index < len(nb.cells) else None
@@ -111,7 +117,11 @@ def execute_notebook(source: Path, *, env: dict[str, str], cwd: Path, timeout: f
         ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
         return nb, f"{where} failed: {ename}: {_first_line(_strip_ansi(evalue)) or 'no message'}"
     except RuntimeError as exc:  # the kernel did not start
-        return nb, f"the notebook's kernel failed: {_first_line(str(exc))}"
+        where = f" (see {kernel_log})" if kernel_log else ""
+        return nb, f"the notebook's kernel failed: {_first_line(str(exc))}{where}"
+    finally:
+        if log:
+            log.close()
     return nb, None
 
 
@@ -148,13 +158,18 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
         return ["Calls: none recorded"]
     statuses = frame["status"].astype(str).value_counts()
     detail = ", ".join(f"{statuses[s]} {s}" for s in ("ok", "error", "cancelled") if s in statuses)
-    lines = [f"Calls: {len(frame)} ({detail})", "Tokens by model (prompt + completion = total):"]
-    tokens = frame.groupby(frame["model"].astype(str))[["prompt_tokens", "completion_tokens", "total_tokens"]]
-    width = max(len(m) for m in tokens.groups)
-    for model, row in tokens.sum().iterrows():
+    columns = ["prompt_tokens", "completion_tokens", "total_tokens"]
+    frame = frame.assign(model=frame["model"].astype(str), **{c: frame[c].fillna(0) for c in columns})
+    by_model = frame.groupby("model")[columns].sum().join(frame.groupby("model").size().rename("calls"))
+    width = max(len("model"), *(len(m) for m in by_model.index))
+    lines = [
+        f"Calls: {len(frame)} ({detail}); tokens by model:",
+        f"  {'model':<{width}}  {'calls':>5}  {'prompt':>7}  {'completion':>10}  {'total':>7}",
+    ]
+    for model, row in by_model.iterrows():
         lines.append(
-            f"  {model:<{width}}  {int(row['prompt_tokens']):>6} + {int(row['completion_tokens']):>6}"
-            f" = {int(row['total_tokens']):>6}"
+            f"  {model:<{width}}  {int(row['calls']):>5}  {int(row['prompt_tokens']):>7}"
+            f"  {int(row['completion_tokens']):>10}  {int(row['total_tokens']):>7}"
         )
     return lines
 
@@ -171,9 +186,10 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     try:
         notebooks = find_notebooks(args.notebooks)
-        out = Path(args.out).expanduser()
+        # Absolute: the kernel runs in `out`, and a relative ledger path would land in out/out/.
+        out = Path(args.out).expanduser().resolve()
         out.mkdir(parents=True, exist_ok=True)
-        db = Path(args.db).expanduser() if args.db else out / "usage.sqlite"
+        db = Path(args.db).expanduser().resolve() if args.db else out / "usage.sqlite"
         api_key = args.api_key or "pk-demo-" + secrets.token_hex(16)
         emulator = start_emulator(api_key)
     except (DemoError, OSError) as exc:
@@ -196,7 +212,7 @@ def _run_quickstart(*, notebooks: Path, env: dict[str, str], out: Path, db: Path
                     timeout: float, emulator_url: str) -> int:
     source = notebooks / QUICKSTART
     print(f"Running {source} against the bundled emulator at {emulator_url} ...", flush=True)
-    nb, failure = execute_notebook(source, env=env, cwd=out, timeout=timeout)
+    nb, failure = execute_notebook(source, env=env, cwd=out, timeout=timeout, kernel_log=out / "kernel.log")
     notebook_path, html_path = write_outputs(nb, out=out, name=QUICKSTART)
     if failure:
         _print_error(f"{failure} (the notebook as far as it ran: {notebook_path})")
@@ -245,7 +261,9 @@ def run_lab(*, notebooks: Path, env: dict[str, str], out: Path, port: int | None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     log_path = out / "jupyterlab.log"
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` stops both, like Ctrl-C
+    # Ctrl-C and `kill PID` both stop JupyterLab and the emulator (SIGINT set explicitly: a shell
+    # that starts us in the background leaves it ignored).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     with open(log_path, "wb") as log:
         # Own session: a terminal Ctrl-C reaches only us, and we stop JupyterLab cleanly (it
         # would otherwise ask "Shutdown this Jupyter server?" on a stdin it does not have).
@@ -273,4 +291,5 @@ def run_lab(*, notebooks: Path, env: dict[str, str], out: Path, port: int | None
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -10,10 +10,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import TEST_KEY
 
 from pienteger_nb.cli import main
-
-from conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_COMMAND = 'pip install -e ".[demo]" && pienteger-nb demo'
@@ -30,7 +29,7 @@ def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 def test_help_lists_the_subcommands(capsys):
     out = _help(capsys)
     for name in ("demo", "serve", "usage"):
-        assert re.search(rf"^\s+{name}\s+\S", out, re.M), f"{name} missing from --help:\n{out}"
+        assert re.search(rf"^\s+{name}\s+\S", out, re.MULTILINE), f"{name} missing from --help:\n{out}"
 
 
 def test_help_imports_no_heavy_module():
@@ -42,7 +41,7 @@ def test_help_imports_no_heavy_module():
         " 'pienteger_nb.usage', 'pienteger_nb.demo']\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stdout, done.stdout
 
@@ -94,7 +93,7 @@ def _readme_commands() -> list[str]:
     readme = ROOT / "README.md"
     if not readme.exists():
         pytest.skip("README.md is not written yet")
-    blocks = re.findall(r"```[a-z]*\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", readme.read_text(encoding="utf-8"), re.DOTALL)
     commands = []
     for block in blocks:
         for line in block.splitlines():
@@ -126,7 +125,7 @@ def test_readme_commands_name_real_extras_and_subcommands(capsys):
     extras = project["optional-dependencies"]
     for command in (DEMO_COMMAND, TEST_COMMAND):
         assert command in commands
-        install, run = (shlex.split(part) for part in command.split("&&"))
+        install, _run = (shlex.split(part) for part in command.split("&&"))
         extra = re.fullmatch(r"\.\[(\w+)\]", install[-1])
         assert extra and extra.group(1) in extras, install
     # The demo extra holds what running notebooks needs.

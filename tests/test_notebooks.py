@@ -83,12 +83,6 @@ def _ledger() -> Any:
     return default_log().frame()
 
 
-@pytest.fixture
-def key_env(env_emulator, monkeypatch):
-    """The kernel starts with PIENTEGER_API_KEY / PIENTEGER_BASE_URL pointing at the emulator."""
-    return env_emulator
-
-
 def test_notebooks_are_saved_without_outputs():
     for name in ALL:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
@@ -130,7 +124,7 @@ def test_quickstart_without_a_key_starts_the_emulator(tmp_path):
     assert (ledger["status"].astype(str) == "ok").sum() == 4
 
 
-def test_widgets_notebook(key_env, tmp_path):
+def test_widgets_notebook(env_emulator, tmp_path):
     nb, text, html = _run("widgets.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
     _assert_only_tagged_errors(nb)
@@ -139,10 +133,10 @@ def test_widgets_notebook(key_env, tmp_path):
     ledger = _ledger()
     assert list(ledger["source"].astype(str)) == ["form"]
     assert list(ledger["status"].astype(str)) == ["ok"]
-    assert key_env.requests[-1].body["max_tokens"] == 40
+    assert env_emulator.requests[-1].body["max_tokens"] == 40
 
 
-def test_usage_analysis_notebook(key_env, tmp_path):
+def test_usage_analysis_notebook(env_emulator, tmp_path):
     nb, text, html = _run("usage-analysis.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
     _assert_only_tagged_errors(nb)
@@ -150,11 +144,11 @@ def test_usage_analysis_notebook(key_env, tmp_path):
     plot = _cell(nb, "try:\n    import matplotlib")
     assert any("image/png" in o.get("data", {}) for o in plot.outputs), "the plot is missing"
     ledger = _ledger()
-    assert len(ledger) == 6
+    assert len(ledger) == 7
     assert (ledger["status"].astype(str) == "error").sum() == 1
 
 
-def test_batch_notebook(key_env, tmp_path):
+def test_batch_notebook(env_emulator, tmp_path):
     nb, text, html = _run("batch.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
     _assert_only_tagged_errors(nb)
@@ -162,5 +156,5 @@ def test_batch_notebook(key_env, tmp_path):
     ledger = _ledger()
     assert (ledger["source"].astype(str) == "batch").sum() == 9  # 6 reviews + 3 questions
     assert set(ledger["status"].astype(str)) == {"ok"}
-    bodies = [r.body for r in key_env.requests if r.path.endswith("/completions")]
+    bodies = [r.body for r in env_emulator.requests if r.path.endswith("/completions")]
     assert any("kettle" in str(b.get("prompt")) for b in bodies)
