@@ -27,6 +27,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from typing import Self
 
 import requests
 
@@ -73,8 +74,8 @@ class ReplayServer:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nx-request-id: req_bench\r\n"
-                        "Transfer-Encoding: chunked\r\n\r\n").encode()
+                head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nx-request-id: req_bench\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n")
                 batch = [head]
                 size = len(head)
                 for piece in outer.make_body():
@@ -93,7 +94,7 @@ class ReplayServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/oaiv1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> ReplayServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -151,7 +152,8 @@ def bench_complete(calls: int) -> None:
     with Emulator(api_key=KEY) as emu:
         client = Client(api_key=KEY, base_url=emu.url, on_call=False)
         session = requests.Session()
-        params = {"model": "text-davinci-003", "prompt": "Say this is a test", "max_tokens": 7, "temperature": 0}
+        params = {"model": "text-davinci-003", "prompt": "Say this is a test", "max_tokens": 7,
+                  "temperature": 0}
         url = emu.url + "/completions"
 
         def ours() -> None:
@@ -162,7 +164,8 @@ def bench_complete(calls: int) -> None:
 
         t_ours, t_base = paired(ours, bare, calls)
         print(f"complete() vs bare Session.post().json() [recording off]: "
-              f"{t_ours * 1e3:.3f} ms vs {t_base * 1e3:.3f} ms per call (median of {calls} interleaved pairs) "
+              f"{t_ours * 1e3:.3f} ms vs {t_base * 1e3:.3f} ms per call "
+              f"(median of {calls} interleaved pairs) "
               f"-> {t_ours / t_base:.3f}x  (target <= 1.10x)")
         try:
             from pienteger_nb.usage import UsageLog
@@ -269,7 +272,7 @@ def main() -> None:
     quick = args.quick
     print("pienteger_nb client benchmarks (medians; rounds alternate which side goes first)")
     bench_complete(calls=300 if quick else 2000)
-    bench_stream(events=10_000, rounds=3 if quick else 9, openai_rounds=1 if quick else 3)
+    bench_stream(events=10_000, rounds=3 if quick else 15, openai_rounds=1 if quick else 3)
     bench_memory([5, 50] if not quick else [2, 10])
 
 

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import requests
 
@@ -56,7 +56,7 @@ def user_agent() -> str:
             from importlib.metadata import version
 
             _version = version("pienteger_nb")
-        except Exception:
+        except (ImportError, ValueError, LookupError):  # not installed: running from a checkout
             _version = "0"
     return f"pienteger-nb/{_version}"
 
@@ -106,7 +106,7 @@ class Client:
         key = self._key.masked if self._key else "(not set)"
         return f"Client(base_url={self.base_url!r}, api_key={key!r}, source={self.source!r})"
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -122,12 +122,12 @@ class Client:
 
     def with_options(self, **options: Any) -> Client:
         """A new Client like this one with some options changed, e.g. ``with_options(source="magic")``."""
-        current: dict[str, Any] = dict(
-            api_key=self._key, base_url=self.base_url, timeout=self.timeout,
-            connect_timeout=self.connect_timeout, max_retries=self.max_retries, source=self.source,
-            on_call=self.on_call, include_usage=self.include_usage, sleep=self._sleep, pacer=self.pacer,
-            max_retry_wait=self.max_retry_wait,
-        )
+        current: dict[str, Any] = {
+            "api_key": self._key, "base_url": self.base_url, "timeout": self.timeout,
+            "connect_timeout": self.connect_timeout, "max_retries": self.max_retries, "source": self.source,
+            "on_call": self.on_call, "include_usage": self.include_usage, "sleep": self._sleep,
+            "pacer": self.pacer, "max_retry_wait": self.max_retry_wait,
+        }
         unknown = set(options) - set(current)
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)}; known: {', '.join(current)}")
@@ -174,7 +174,7 @@ class Client:
     def _request(
         self, method: str, path: str, *, body: dict[str, Any] | None, stream: bool, call: CallState
     ) -> requests.Response:
-        """A response with a status < 400 (body unread), after any retries; else our error."""
+        """A 2xx response (body unread), after any retries; else our error."""
         headers = self._headers(stream=stream)
         url = self.base_url + path
         data = json.dumps(body).encode() if body is not None else None
@@ -188,8 +188,9 @@ class Client:
             try:
                 # stream=True always: the body is read by us, so a failure while reading a
                 # successful body is never retried (the service may have done the work).
+                # No redirects: requests would resend X-Api-Key to wherever a redirect points.
                 resp = session.request(
-                    method, url, data=data, headers=headers, stream=True,
+                    method, url, data=data, headers=headers, stream=True, allow_redirects=False,
                     timeout=(self.connect_timeout, self.timeout),
                 )
             except requests.RequestException as exc:
@@ -210,9 +211,18 @@ class Client:
             wait = retry_after(resp.headers)
             if self.pacer is not None:
                 self.pacer.observe(status, wait, call.ratelimit)
-            log.debug("%s %s -> %d (request id %s, attempt %d)", method, url, status, call.request_id, attempt)
-            if status < 400:
+            log.debug("%s %s -> %d (request id %s, attempt %d)", method, url, status, call.request_id,
+                      attempt)
+            if status < 300:
                 return resp
+            if status < 400:
+                resp.close()
+                where = resp.headers.get("location") or "another address"
+                raise APIStatusError(
+                    f"the service redirected (HTTP {status}) to {where}; set PIENTEGER_BASE_URL to the "
+                    "final address (the key is never sent to a redirect)",
+                    status_code=status, request_id=call.request_id,
+                )
             try:
                 raw = resp.content
             except requests.RequestException:
@@ -240,7 +250,8 @@ class Client:
         return err
 
     def _wait(self, seconds: float, attempt: int, why: str) -> None:
-        log.debug("retrying after %s in %.3f s (attempt %d of %d)", why, seconds, attempt + 1, self.max_retries + 1)
+        log.debug("retrying after %s in %.3f s (attempt %d of %d)", why, seconds, attempt + 1,
+                  self.max_retries + 1)
         self._sleep(seconds)
 
     def _recorder(self) -> Recorder | None:
@@ -253,8 +264,11 @@ class Client:
             return
         try:
             recorder(record)
-        except Exception as exc:  # a broken ledger must never break the call
-            log.warning("recording the call failed: %s: %s", type(exc).__name__, exc)
+        except Exception as exc:  # noqa: BLE001 - a broken ledger must never break the call
+            message = str(exc)
+            if self._key:
+                message = message.replace(self._key.get(), self._key.masked)
+            log.warning("recording the call failed: %s: %s", type(exc).__name__, message)
 
     def _json(self, resp: requests.Response, call: CallState) -> Any:
         try:
@@ -266,10 +280,11 @@ class Client:
         try:
             return json.loads(raw)
         except ValueError:
-            raise APIConnectionError(
-                f"the service answered HTTP {resp.status_code} with something that is not JSON; "
-                "check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)"
-            ) from None
+            if raw.lstrip()[:1] == b"<":  # an HTML page: most likely the wrong address
+                hint = "an HTML page; check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)"
+            else:
+                hint = "a body that is not valid JSON (cut short?); try again"
+            raise APIConnectionError(f"the service answered HTTP {resp.status_code} with {hint}") from None
 
     # -- the API ----------------------------------------------------------------------------
     def models(self) -> list[Model]:

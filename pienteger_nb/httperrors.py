@@ -140,7 +140,10 @@ def status_error(
     code = error.get("code")
     hint = _hint(status, str(code) if code else None, path, retry_after)
     if hint:
-        message = f"{message}: {hint}" if not message.endswith(".") else f"{message} {hint[0].upper()}{hint[1:]}"
+        if message.endswith("."):
+            message = f"{message} {hint[0].upper()}{hint[1:]}"
+        else:
+            message = f"{message}: {hint}"
     if secret:
         message = message.replace(secret, config.mask(secret))  # never echo a key back
     cls = status_error_class(status)

@@ -113,7 +113,8 @@ def check_value(name: str, value: Any) -> Any:
     if name == "stop":
         if isinstance(value, str):
             return value
-        if isinstance(value, (list, tuple)) and 1 <= len(value) <= 4 and all(isinstance(s, str) for s in value):
+        if isinstance(value, (list, tuple)) and 1 <= len(value) <= 4 and all(isinstance(s, str)
+                                                                             for s in value):
             return list(value)
         raise _bad(name, value)
     if name == "echo":

@@ -24,7 +24,9 @@ class Pacer(Protocol):
 
     def acquire(self) -> None: ...
 
-    def observe(self, status_code: int | None, retry_after: float | None, ratelimit: dict[str, int]) -> None: ...
+    def observe(
+        self, status_code: int | None, retry_after: float | None, ratelimit: dict[str, int]
+    ) -> None: ...
 
 
 def is_retryable_status(status: int, code: str | None = None) -> bool:

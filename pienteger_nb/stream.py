@@ -16,11 +16,12 @@ The response is read with ``iter_content(chunk_size=None)`` into ``sse.SSEDecode
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -97,7 +98,7 @@ class Stream:
     def __repr__(self) -> str:
         return f"<Stream {self._call.model} {self.status}, {len(self.text)} chars>"
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,15 +128,11 @@ class Stream:
     # -- reading ----------------------------------------------------------------------
     def _abort(self) -> None:
         # shutdown() wakes a reader blocked in recv() in another thread; close() alone does not.
-        raw = self._response.raw
-        try:
-            raw.shutdown()
-        except Exception:  # already released, or no socket: closing is enough
-            pass
-        try:
+        # Either may fail when the connection is already released or closed: that is fine.
+        with contextlib.suppress(Exception):
+            self._response.raw.shutdown()
+        with contextlib.suppress(Exception):
             self._response.close()
-        except Exception:
-            pass
 
     def _byte_source(self) -> Iterator[bytes]:
         raw = self._response.raw
@@ -160,6 +157,8 @@ class Stream:
         apply = self._apply
         try:
             # Two copies of the loop so the common (text) one does no per-event mode test.
+            # While suspended at a yield, _reading is False: a close() then records at once (the
+            # caller may never resume us); once resumed, a close() that came meanwhile ends the loop.
             if chunks:
                 for piece in self._byte_source():
                     for data in feed(piece):
@@ -167,7 +166,12 @@ class Stream:
                             done = True
                             break
                         apply(data)
-                        yield from self._chunks_of(data)
+                        for chunk in self._chunks_of(data):
+                            self._reading = False
+                            yield chunk
+                            self._reading = True
+                        if self._cancelled:
+                            break
                     if done or self._cancelled:
                         break
             else:
@@ -178,7 +182,11 @@ class Stream:
                             break
                         delta = apply(data)
                         if delta:
+                            self._reading = False
                             yield delta
+                            self._reading = True
+                            if self._cancelled:
+                                break
                     if done or self._cancelled:
                         break
             if not done and not self._cancelled:
@@ -187,21 +195,23 @@ class Stream:
                         done = True
                         break
                     delta = apply(event.data)
+                    self._reading = False
                     if chunks:
                         yield from self._chunks_of(event.data)
                     elif delta:
                         yield delta
-            if self._cancelled:
+                    self._reading = True
+            if done:  # even if close() raced with the last event: it did finish
+                self._end("ok")
+            elif self._cancelled:
                 self._end("cancelled")
-            elif not done:
+            else:
                 cut = " (cut mid-event)" if decoder.truncated else ""
                 raise StreamError(
                     f"the stream ended without [DONE]{cut}; the text so far is in .partial_text; try again",
                     partial_text=self.text,
                     request_id=self.request_id,
                 )
-            else:
-                self._end("ok")
         except GeneratorExit:  # the caller stopped iterating early
             self._cancelled = True
             self._end("cancelled")
@@ -274,7 +284,8 @@ class Stream:
         except (StopIteration, ValueError):
             obj = self._parse_slow(data)
         if type(obj) is not dict:
-            raise StreamError(f"unexpected event {data[:60]!r}", partial_text=self.text, request_id=self.request_id)
+            raise StreamError(f"unexpected event {data[:60]!r}", partial_text=self.text,
+                              request_id=self.request_id)
         if "error" in obj:
             self._raise_error_event(obj)
         if not self._id:

@@ -17,6 +17,7 @@ from pienteger_nb import (
     ConfigurationError,
     InternalServerError,
     NotFoundError,
+    PientegerError,
     config,
 )
 from pienteger_nb.types import CallRecord, Completion
@@ -45,7 +46,8 @@ def test_complete_returns_a_typed_completion(client, emulator, records):
     assert isinstance(c, Completion)
     assert c.text and c.choices[0].index == 0
     assert c.finish_reason in ("stop", "length")
-    assert c.usage.source == "reported" and c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
+    assert c.usage.source == "reported"
+    assert c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
     assert c.model == "text-davinci:003" and c.requested_model == "text-davinci-003"
     assert c.request_id and c.attempts == 1 and c.latency_s > 0
     assert set(c.ratelimit) <= {"requests", "tokens"}
@@ -63,11 +65,11 @@ def test_complete_returns_a_typed_completion(client, emulator, records):
 
 
 def test_every_parameter_goes_on_the_wire(client, emulator):
-    params = dict(
-        suffix="THE END", max_tokens=5, temperature=0.5, top_p=0.9, n=2, stop=["\n", "###"], echo=True,
-        logprobs=2, presence_penalty=0.5, frequency_penalty=-0.5, best_of=3, logit_bias={"50256": -100},
-        seed=42,
-    )
+    params = {
+        "suffix": "THE END", "max_tokens": 5, "temperature": 0.5, "top_p": 0.9, "n": 2, "stop": ["\n", "###"],
+        "echo": True, "logprobs": 2, "presence_penalty": 0.5, "frequency_penalty": -0.5, "best_of": 3,
+        "logit_bias": {"50256": -100}, "seed": 42,
+    }
     client.complete(["one", "two"], model="text-curie-001", **params)
     sent = emulator.requests[-1].body
     assert sent == {"model": "text-curie-001", "prompt": ["one", "two"], **params}
@@ -104,7 +106,8 @@ def test_models_and_model(client, emulator):
 def test_models_falls_back_to_getmodels_and_remembers():
     from pienteger_nb.emulator import Emulator
 
-    with Emulator(api_key=TEST_KEY, getmodels_only=True) as emu, Client(api_key=TEST_KEY, base_url=emu.url) as c:
+    with Emulator(api_key=TEST_KEY, getmodels_only=True) as emu, \
+            Client(api_key=TEST_KEY, base_url=emu.url) as c:
         assert {m.id for m in c.models()} >= {"text-davinci-003"}
         paths = [r.path.rsplit("/", 1)[-1] for r in emu.requests]
         assert paths == ["models", "getmodels"]
@@ -222,7 +225,7 @@ def test_one_session_per_thread_shared_client(client, emulator, records):
         try:
             for _ in range(5):
                 client.complete("x", max_tokens=2)
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
@@ -290,3 +293,58 @@ def test_key_never_in_str_repr_or_logs(emulator, caplog):
         assert TEST_KEY not in record.getMessage()
         assert TEST_KEY not in str(record.args)
     assert any(r.name == "pienteger_nb" and "attempt" in r.getMessage() for r in caplog.records)
+
+
+def test_redirects_are_not_followed_so_the_key_stays_put(records):
+    """requests would resend X-Api-Key to a redirect target: the client refuses to follow."""
+    import http.server
+
+    hits: list[str] = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(307)
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    try:
+        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{server.server_port}/oaiv1",
+                   on_call=records.append, max_retries=0)
+        with pytest.raises(PientegerError, match="PIENTEGER_BASE_URL") as info:
+            c.complete("x")
+        assert info.value.status_code == 307 and hits == ["/oaiv1/completions"]
+        assert records[-1].status == "error" and records[-1].http_status == 307
+    finally:
+        thread.join(10)
+        server.server_close()
+
+
+def test_a_failing_recorder_is_logged_without_the_key(emulator, caplog):
+    def broken(rec: CallRecord) -> None:
+        raise RuntimeError(f"cannot store {TEST_KEY}")
+
+    caplog.set_level(logging.DEBUG)
+    Client(api_key=TEST_KEY, base_url=emulator.url, on_call=broken).complete("x", max_tokens=1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("recording the call failed" in w for w in warnings)
+    assert all(TEST_KEY not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("kind", "message"), [("malformed", "not valid JSON"), ("cut", "dropped")])
+def test_broken_plain_answers_are_connection_errors_and_not_retried(emulator, records, kind, message):
+    sleeps: list[float] = []
+    emulator.queue_fault(kind)
+    c = Client(api_key=TEST_KEY, base_url=emulator.url, on_call=records.append, sleep=sleeps.append)
+    with pytest.raises(APIConnectionError, match=message):
+        c.complete("x", max_tokens=5)
+    # the body had started: the service may have done the work, so no retry
+    assert sleeps == [] and records[-1].attempts == 1 and records[-1].http_status == 200
+    assert records[-1].status == "error" and records[-1].request_id

@@ -176,7 +176,7 @@ def test_backoff_bounds():
 
 
 def test_retry_after_parsing():
-    now = dt.datetime(2015, 10, 21, 7, 27, 30, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2015, 10, 21, 7, 27, 30, tzinfo=dt.UTC)
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=lambda: now) == 30.0
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:27:00 GMT"}, now=lambda: now) == 0.0
     assert retry_after({"retry-after": "2.5"}) == 2.5

@@ -47,7 +47,7 @@ def test_stream_yields_deltas_and_assembles_a_completion(client, emulator, recor
 
 def test_without_include_usage_the_usage_is_estimated(emulator, records):
     c = Client(api_key=TEST_KEY, base_url=emulator.url, include_usage=False, on_call=records.append)
-    deltas, s = read(c)
+    _, s = read(c)
     assert "stream_options" not in emulator.requests[-1].body
     assert s.completion.usage.source == "estimated" and s.completion.usage.completion_tokens > 0
     assert records[-1].usage_source == "estimated"
@@ -94,7 +94,8 @@ def test_malformed_event(client, emulator, records):
 
 def test_error_event_mid_stream(client, emulator, records):
     emulator.queue_fault("error_event", after=2)
-    with pytest.raises(StreamError, match="error mid-stream") as info, client.stream("Hi", max_tokens=40) as s:
+    with pytest.raises(StreamError, match="error mid-stream") as info, \
+            client.stream("Hi", max_tokens=40) as s:
         list(s)
     assert info.value.partial_text == s.text and s.text and info.value.request_id == s.request_id
     assert records[-1].status == "error"
@@ -129,7 +130,7 @@ def test_close_from_another_thread_ends_iteration_quietly(client, emulator, reco
             for _ in s:
                 first.set()
             outcome["ended"] = "quietly"
-        except BaseException as exc:  # pragma: no cover - reported by the assertion
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion
             outcome["ended"] = exc
 
     thread = threading.Thread(target=reader)
@@ -209,7 +210,8 @@ def test_close_delimited_stream_is_read_as_it_arrives(records):
     server = threading.Thread(target=serve)
     server.start()
     try:
-        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append, timeout=10)
+        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append,
+                   timeout=10)
         with c.stream("x") as s:
             deltas = []
             for delta in s:
@@ -227,3 +229,14 @@ def test_close_delimited_stream_is_read_as_it_arrives(records):
 def test_request_preview_without_a_key_still_answers(emulator):
     preview = Client(base_url=emulator.url).request_preview("hi")
     assert preview["headers"]["X-Api-Key"] == "(not set)" and preview["json"]["prompt"] == "hi"
+
+
+def test_close_while_the_reader_is_paused_records_at_once(client, records):
+    """A reader suspended between deltas (and perhaps never resumed) is recorded cancelled by close()."""
+    s = client.stream("Hi", max_tokens=40)
+    it = iter(s)
+    first = next(it)
+    s.close()
+    assert [r.status for r in records] == ["cancelled"] and records[0].text.startswith(first)
+    assert list(it) == []  # resuming ends quietly, and records nothing more
+    assert len(records) == 1
