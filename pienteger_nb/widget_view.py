@@ -100,7 +100,8 @@ class FormView:
         temperature = config.get("temperature")
         max_tokens = config.get("max_tokens")
         self._default_model = model or config.get("model")
-        full = W.Layout(width="100%")
+        # Widgets carry a 2px margin on each side: 100% would overflow the box by 4px.
+        full = W.Layout(width="calc(100% - 4px)")
         self.model = W.Dropdown(
             options=[self._default_model], value=self._default_model, description="Model",
             style=_LABEL_STYLE, layout=W.Layout(width="380px"), tooltip="The model to complete with",
@@ -119,11 +120,11 @@ class FormView:
         )
         self.prompt = W.Textarea(
             value="", description="Prompt", placeholder="Type a prompt, then Submit (Tab to reach it)",
-            rows=6, style=_LABEL_STYLE, layout=full,
+            rows=5, style=_LABEL_STYLE, layout=full,
         )
         self.suffix = W.Text(
             value="", description="Suffix", placeholder=r"text after the completion (\n for a newline)",
-            style=_LABEL_STYLE, layout=full,
+            style=_LABEL_STYLE, layout=W.Layout(width="calc(100% - 4px)"),
         )
         self.temperature = W.FloatSlider(
             value=1.0 if temperature is None else float(temperature), min=0.0, max=2.0, step=0.05,
@@ -144,18 +145,20 @@ class FormView:
         )
         self.submit_button = W.Button(
             description="Submit", icon="play", button_style="primary", tooltip="Send the prompt",
+            layout=W.Layout(width="110px"),
         )
         self.stop_button = W.Button(
             description="Stop", icon="stop", button_style="danger", disabled=True,
-            tooltip="Stop the generation; the text so far is kept",
+            tooltip="Stop the generation; the text so far is kept", layout=W.Layout(width="110px"),
         )
-        self.status = W.HTML(value="", layout=W.Layout(margin="0 0 0 12px"))
+        self.status = W.HTML(value="", layout=W.Layout(margin="0 0 0 12px", flex="1 1 0%", width="auto"))
         self.output = W.Output(layout=W.Layout(
             border="1px solid var(--jp-border-color1, #ccc)", padding="4px 8px",
-            min_height="3em", max_height="32em", overflow="auto", width="100%",
+            min_height="3em", max_height="32em", overflow="auto", width="calc(100% - 4px)",
         ))
         self.history_view = W.HTML(value="<i>No calls yet.</i>")
-        self._history_box = W.Accordion(children=[self.history_view], titles=("History",))
+        self._history_box = W.Accordion(children=[self.history_view], titles=("History",),
+                                        layout=W.Layout(width="calc(100% - 4px)"))
         self._history_box.selected_index = None
 
         self._model_row = W.HBox([self.model, self.refresh_button, self.stream],
@@ -209,7 +212,10 @@ class FormView:
     # -- widget updates (from any thread: ipykernel 7 syncs traits set off the main thread) --
 
     def _show(self, text: str) -> None:
-        self.output.outputs = ({"output_type": "stream", "name": "stdout", "text": text},) if text else ()
+        # One output, replaced in place (appending would add one output per token). Markdown is
+        # what the front end shows (words wrap like prose); text/plain keeps the exact text.
+        bundle = {"text/plain": text, "text/markdown": text}
+        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},) if text else ()
 
     def _set_running(self, running: bool) -> None:
         self.submit_button.disabled = running

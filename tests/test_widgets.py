@@ -45,7 +45,7 @@ def form(client: Client, forms: list[PromptForm]) -> PromptForm:
 
 
 def _text(form: PromptForm) -> str:
-    return "".join(o.get("text", "") for o in form.output.outputs)
+    return "".join(o["data"]["text/plain"] for o in form.output.outputs)
 
 
 def _first_paint(form: PromptForm) -> threading.Event:
@@ -78,7 +78,7 @@ def test_submit_streams_and_the_output_equals_the_stream(form: PromptForm, emula
     result = form.result
     assert result is not None
     assert len(form.output.outputs) == 1  # one output, replaced in place, not one per token
-    assert form.output.outputs[0]["name"] == "stdout"
+    assert form.output.outputs[0]["data"]["text/markdown"] == result.text
     assert _text(form) == result.text != ""
     (call,) = _completion_calls(records)
     assert call.source == "form" and call.status == "ok" and call.stream is True
@@ -148,8 +148,8 @@ def test_throttle_with_a_fake_clock_sends_first_and_last_only(client: Client, em
     assert form.result is not None and form.result.usage.completion_tokens == 60
     # The clock never moves: the first token shows at once, then nothing until the final state.
     assert len(changes) == 2
-    assert changes[-1][0]["text"] == form.result.text
-    assert len(changes[0][0]["text"]) < len(form.result.text)
+    assert changes[-1][0]["data"]["text/plain"] == form.result.text
+    assert len(changes[0][0]["data"]["text/plain"]) < len(form.result.text)
     assert len(scheduled) == 1  # one trailing paint was scheduled (and never needed to run)
     assert form._painter is not None and form._painter.paints == 2
 

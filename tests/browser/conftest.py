@@ -40,7 +40,8 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": {"width": 1280, "height": 900}, "device_scale_factor": 1}
+    return {**browser_context_args, "viewport": {"width": 1100, "height": 900},
+            "device_scale_factor": 2}  # crisp README pictures
 
 
 @pytest.fixture(scope="session")

@@ -89,11 +89,24 @@ def run_all(page: Any) -> None:
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
 
 
-def save_artifact(page_or_locator: Any, name: str, *, docs: str | None = None) -> Path:
-    """A screenshot into the artifacts dir (and into docs/ as ``docs`` with UPDATE_DOCS_SCREENSHOTS=1)."""
+def save_artifact(page_or_locator: Any, name: str, *, docs: str | None = None,
+                  region: list[Any] | None = None, pad: int = 12) -> Path:
+    """A screenshot into the artifacts dir (and into docs/ as ``docs`` with UPDATE_DOCS_SCREENSHOTS=1).
+
+    With ``region`` (locators on ``page_or_locator``, a page), only the box around them is kept.
+    """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    page_or_locator.screenshot(path=str(path))
+    if region:
+        boxes = [loc.bounding_box() for loc in region]
+        left = max(min(b["x"] for b in boxes) - pad, 0)
+        top = max(min(b["y"] for b in boxes) - pad, 0)
+        right = max(b["x"] + b["width"] for b in boxes) + pad
+        bottom = max(b["y"] + b["height"] for b in boxes) + pad
+        page_or_locator.screenshot(path=str(path),
+                                   clip={"x": left, "y": top, "width": right - left, "height": bottom - top})
+    else:
+        page_or_locator.screenshot(path=str(path))
     if docs and UPDATE_DOCS:
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / docs)

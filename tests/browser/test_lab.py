@@ -53,23 +53,26 @@ def test_magic_streams_while_the_cell_runs(lab: Lab, lab_page: Any) -> None:
     )
     early = out.first.inner_text().strip()
     assert early, "streamed text should be visible while the cell runs"
+    save_artifact(page, "streaming_midway.png")
     expect(prompt).to_have_text("[2]:")
     final = cell.locator(".jp-Cell-outputArea").inner_text()
     assert len(final.strip()) > len(early), "the text should have grown after the first update"
     assert "Traceback" not in final
     page.evaluate("jupyterapp.commands.execute('application:toggle-left-area')")
-    save_artifact(page.locator(".jp-NotebookPanel"), "streaming.png", docs="streaming.png")
+    cells = page.locator(CELLS)
+    save_artifact(page, "streaming.png", docs="streaming.png", region=[cells.nth(0), cells.nth(1)])
 
 
 def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
     expect = _expect()
     page = lab_page
     url = lab.notebook("form.ipynb", [
-        "from pienteger_nb import PromptForm\n\nform = PromptForm()\nform.temperature.value = 0\nform",
+        "from pienteger_nb import PromptForm\n\nform = PromptForm()\nform",
     ])
     open_notebook(page, url)
     run_all(page)
-    form = page.locator(CELLS).nth(0).locator(".pienteger-form")
+    cell = page.locator(CELLS).nth(0)
+    form = cell.locator(".pienteger-form")
     expect(form).to_be_visible()
     status = form.locator(".pienteger-status")
     expect(status).to_contain_text("Ready")  # the model list came from the API
@@ -105,8 +108,9 @@ def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
     submit.click()
     expect(status).to_contain_text(re.compile(r"\d+ → \d+ tokens \((reported|estimated)\) · [\d.]+ s · finish: "))
     expect(out.first).not_to_be_empty()
+    page.evaluate("jupyterapp.commands.execute('application:toggle-left-area')")  # the form at full width
     form.scroll_into_view_if_needed()
-    save_artifact(form, "form.png", docs="form.png")
+    save_artifact(page, "form.png", docs="form.png", region=[cell])
 
     # An API error shows as one sentence in the status line; the form stays usable.
     lab.emulator.queue_fault("status", status=401)
@@ -114,7 +118,7 @@ def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
     expect(status).to_contain_text("Error: 401")
     assert "\n" not in status.inner_text().strip()
     expect(submit).to_be_enabled()
-    save_artifact(form, "form_error.png")
+    save_artifact(page, "form_error.png", region=[form])
 
     # Saved with its widget state (saveState is on), the notebook holds no trace of the key.
     page.evaluate("jupyterapp.commands.execute('docmanager:save')")
