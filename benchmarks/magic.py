@@ -83,7 +83,7 @@ def bench_overhead(ip: Any, rounds: int, calls: int) -> None:
         "%%pienteger --no-stream": lambda: run_cell(ip, f"%%pienteger --no-stream --max-tokens 16\n{prompt}"),
         "client.stream loop": plain_stream,
         "client.stream loop in a cell": lambda: run_cell(
-            ip, f"with _bench_client.stream({text!r}, max_tokens=16) as s:\n    for _ in s: pass"
+            ip, f"with _bench_client.stream({text!r}, max_tokens=16) as s:\n    for _ in s: pass\ndel s"
         ),
         "%%pienteger (stream)": lambda: run_cell(ip, f"%%pienteger --max-tokens 16\n{prompt}"),
     }
@@ -92,13 +92,16 @@ def bench_overhead(ip: Any, rounds: int, calls: int) -> None:
             fn()
     samples: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
-    for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            fn = cases[name]
-            samples[name].extend(timed(fn) for _ in range(calls))
+    # Interleaved call by call, the order rotating, so drifting load on a shared machine
+    # falls on every case alike.
+    for i in range(rounds * calls):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(timed(cases[name]))
     med = {name: median_ms(s) for name, s in samples.items()}
-    print("1. per cell, medians over", rounds * calls, "calls each (16 tokens, loopback emulator)")
+    print(
+        "1. per cell, medians over", rounds * calls, "calls each, interleaved (16 tokens, loopback emulator)"
+    )
     pairs = (
         ("client.complete in a cell", "client.complete"),
         ("%%pienteger --no-stream", "client.complete"),
@@ -112,6 +115,71 @@ def bench_overhead(ip: Any, rounds: int, calls: int) -> None:
             f"   {magic:<24} {med[magic]:6.2f} ms  vs  {base:<28} {med[base]:6.2f} ms   "
             f"overhead {over:+5.2f} ms   ratio {med[magic] / med[base]:.2f}x"
         )
+
+
+def paired_own_time(ip: Any, source: str, samples: int) -> list[float]:
+    """Per cell: its total time minus the time spent inside the client's calls (request,
+    waiting for each chunk, closing), measured in the same run, so load drift cancels."""
+    from pienteger_nb.client import Client
+    from pienteger_nb.stream import Stream
+
+    inside = [0.0]
+    saved = {
+        (Client, "complete"): Client.complete,
+        (Client, "stream"): Client.stream,
+        (Stream, "__exit__"): Stream.__exit__,
+    }
+
+    def timing(fn: Any) -> Any:
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                inside[0] += time.perf_counter() - start
+
+        return wrapper
+
+    original_iter = Stream.__iter__
+
+    def timed_iter(self: Any) -> Any:
+        it = original_iter(self)
+        while True:
+            start = time.perf_counter()
+            try:
+                delta = next(it)
+            except StopIteration:
+                inside[0] += time.perf_counter() - start
+                return
+            inside[0] += time.perf_counter() - start
+            yield delta
+
+    for (cls, name), fn in saved.items():
+        setattr(cls, name, timing(fn))
+    Stream.__iter__ = timed_iter  # type: ignore[method-assign]
+    own: list[float] = []
+    try:
+        for _ in range(samples):
+            inside[0] = 0.0
+            total = timed(lambda: run_cell(ip, source))
+            own.append(total - inside[0])
+    finally:
+        for (cls, name), fn in saved.items():
+            setattr(cls, name, fn)
+        Stream.__iter__ = original_iter  # type: ignore[method-assign]
+    return own
+
+
+def bench_own_time(ip: Any, samples: int) -> None:
+    prompt = "Write about {topic}"
+    plain = [timed(lambda: run_cell(ip, "pass")) for _ in range(samples)]
+    nostream = paired_own_time(ip, f"%%pienteger --no-stream --max-tokens 16\n{prompt}", samples)
+    stream = paired_own_time(ip, f"%%pienteger --max-tokens 16\n{prompt}", samples)
+    print("   the magic's own time per cell (cell total minus time inside the client, paired per cell):")
+    print(
+        f"   --no-stream {median_ms(nostream):.2f} ms   stream (16 tokens) {median_ms(stream):.2f} ms   "
+        f"(IPython running a cell that is just `pass`: {median_ms(plain):.2f} ms)"
+    )
 
 
 def bench_updates(ip: Any, emulator: Any, repeats: int) -> None:
@@ -195,10 +263,14 @@ def bench_load(repeats: int) -> None:
     ext: list[list[str]] = []
     warm: list[list[str]] = []
     load_ext = "ip.run_line_magic('load_ext', 'pienteger_nb')"
-    variants = [("", base), (load_ext, ext), ("import requests; t2 = time.perf_counter(); " + load_ext, warm)]
+    variants = [
+        ("", base),
+        (load_ext, ext),
+        ("import pienteger_nb; t2 = time.perf_counter(); " + load_ext, warm),
+    ]
     for i in range(repeats):  # rotate which goes first
-        for load, into in variants[i % 3 :] + variants[: i % 3]:
-            into.append(sample(load))
+        for code, into in variants[i % 3 :] + variants[: i % 3]:
+            into.append(sample(code))
     imp = statistics.median(float(s[0]) for s in base)
     load = statistics.median(float(s[2]) for s in ext)
     own = statistics.median(float(s[2]) for s in warm)
@@ -209,8 +281,8 @@ def bench_load(repeats: int) -> None:
         f"ratio {load / imp:.2f}x   pandas/ipywidgets loaded: {'yes' if heavy else 'no'}"
     )
     print(
-        f"   of which requests (imported by pienteger_nb/__init__ via the client): {(load - own) * 1000:5.1f} ms; "
-        f"the rest {own * 1000:5.1f} ms ({own / imp:.2f}x import IPython)"
+        f"   of which import pienteger_nb (its __init__ imports the client, so requests) "
+        f"{(load - own) * 1000:5.1f} ms; the magics themselves {own * 1000:5.1f} ms ({own / imp:.2f}x)"
     )
 
 
@@ -220,7 +292,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run with few repeats")
     args = parser.parse_args()
-    rounds, calls, repeats, loads = (2, 5, 1, 3) if args.quick else (6, 25, 3, 9)
+    rounds, calls, repeats, loads = (2, 5, 1, 3) if args.quick else (10, 30, 3, 9)
 
     from pienteger_nb.emulator import Emulator
 
@@ -232,6 +304,7 @@ def main() -> None:
         )
         ip, _ = shell_with_magics()
         bench_overhead(ip, rounds, calls)
+        bench_own_time(ip, rounds * calls)
         bench_updates(ip, emulator, repeats)
     bench_load(loads)
 
