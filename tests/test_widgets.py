@@ -346,3 +346,28 @@ def test_history_is_short(form: PromptForm, emulator: Any) -> None:
         form.submit()
         assert form.wait(WAIT)
     assert len(form.history) == widgets.HISTORY_LENGTH
+
+
+def test_pienteger_form_magic_displays_a_form(env_emulator: Any) -> None:
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "pienteger_nb")
+    with capture_output() as cap:
+        res = ip.run_cell("%pienteger form", silent=True)
+    assert res.success, res.error_in_exec
+    (shown,) = [o for o in cap.outputs if "application/vnd.jupyter.widget-view+json" in o.data]
+    model_id = shown.data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    box = W.Widget.get_manager_state()["state"][model_id]
+    assert box["model_name"] == "VBoxModel"
+    assert "pienteger-form" in box["state"]["_dom_classes"]
+    assert TEST_KEY not in json.dumps(W.Widget.get_manager_state(), default=str)
+
+
+def test_ipython_formatter_shows_the_widget(form: PromptForm) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    data, _ = InteractiveShell.instance().display_formatter.format(form)
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == form.widget.model_id
+    assert "text/plain" in data
