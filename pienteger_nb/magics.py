@@ -192,7 +192,7 @@ class PientegerMagics(Magics):
     def _stream(
         self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any]
     ) -> Completion:
-        view = StreamView(sink=sink_for_shell(self.shell), clock=self.clock)
+        view = StreamView(sink=sink_for_shell(self.shell, markdown=fmt == "markdown"), clock=self.clock)
         self.last_view = view
         several = params.get("n", 1) > 1
         text = ""

@@ -56,14 +56,21 @@ class Sink(Protocol):
 
 
 class DisplaySink:
-    """One display output, created on the first message and updated in place after it."""
+    """One display output, created on the first message and updated in place after it.
 
-    def __init__(self) -> None:
+    With ``markdown=True`` the running text is also sent as Markdown, so a Markdown result
+    reads the same while it streams as when it is done (no jump from monospace at the end).
+    """
+
+    def __init__(self, *, markdown: bool = False) -> None:
         self.display_id: str | None = None
+        self.markdown = markdown
         self.sent = 0
 
     def stream(self, text: str) -> None:
-        self._publish({"text/plain": text}, {})
+        self._publish(
+            {"text/markdown": text, "text/plain": text} if self.markdown else {"text/plain": text}, {}
+        )
 
     def final(self, data: Bundle, metadata: dict[str, Any]) -> None:
         self._publish(data, metadata)
@@ -110,13 +117,13 @@ class TerminalSink:
             self._write("\n")
 
 
-def sink_for_shell(shell: Any) -> Sink:
+def sink_for_shell(shell: Any, *, markdown: bool = False) -> Sink:
     """A DisplaySink in a kernel (or under capture_output), a TerminalSink in terminal IPython."""
     from IPython.core.displaypub import DisplayPublisher
 
     if shell is not None and type(getattr(shell, "display_pub", None)) is DisplayPublisher:
         return TerminalSink()
-    return DisplaySink()
+    return DisplaySink(markdown=markdown)
 
 
 class StreamView:

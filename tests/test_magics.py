@@ -419,6 +419,14 @@ def test_streaming_updates_are_throttled_and_the_last_state_lands(
     assert all(final_text.startswith(s) for s in streamed)
     assert r.final()["data"]["text/plain"] == final_text
     assert [p["update"] for p in r.published][:2] == [False, True]  # one output, updated in place
+    assert all(set(p["data"]) == {"text/plain"} for p in r.published if not p["metadata"])
+
+
+def test_markdown_streams_as_markdown(ip: Any, magics: Any, env_emulator: Any) -> None:
+    magics.clock = Ticker(0.1)
+    r = run(ip, "%%pienteger --max-tokens 10\nx")
+    running = [p["data"] for p in r.published if not p["metadata"]]
+    assert running and all(d["text/markdown"] == d["text/plain"] for d in running)
 
 
 def test_with_a_real_clock_a_fast_stream_sends_few_updates(ip: Any, magics: Any, env_emulator: Any) -> None:
