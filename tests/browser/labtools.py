@@ -13,7 +13,9 @@ from typing import Any
 import nbformat
 
 BROWSER_KEY = "pk-browser-0123456789abcdefSECRET"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# CHROMIUM_PATH names another build (e.g. Ubuntu's chromium-browser); Debian's is the default.
+CHROMIUM = (os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+            or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     # This closed network has no Google services: without these Chromium retries them forever.
     "--disable-background-networking",
