@@ -48,6 +48,7 @@ _INT_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "attempts"
 # response's latency because in-flight streams are closed under them.
 JOIN_TIMEOUT = 5.0
 _POLL = 0.2
+_GATHER = 0.02  # seconds the waiting thread lets finished rows pile up between looks
 # Errors every row would get (wrong key, unknown model): the first one stops the batch and raises.
 FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
 
@@ -161,23 +162,36 @@ class _Run:
         try:
             received = 0
             display.update(done, errors)
-            while received < expected:
+            while received < expected and fatal is None:
                 try:
-                    pos, row, exc = self.results.get(timeout=_POLL)
+                    finished = [self.results.get(timeout=_POLL)]
                 except queue.Empty:
                     if not any(t.is_alive() for t in self.threads) and self.results.empty():
                         break  # every worker has ended: nothing more will come
                     continue
-                if exc is not None:
-                    fatal = exc
-                    break
-                received += 1
-                self.rows[pos] = row
-                done += 1
-                errors += row["status"] != "ok"
-                display.update(done, errors)
-                if on_row is not None:
-                    on_row(pos, dict(row))
+                while True:
+                    try:
+                        finished.append(self.results.get_nowait())
+                    except queue.Empty:
+                        break
+                # Store every finished row before calling hooks, so an interrupt raised by one
+                # loses none of the others.
+                for pos, row, exc in finished:
+                    if exc is not None:
+                        fatal = exc
+                    else:
+                        self.rows[pos] = row
+                for pos, row, exc in finished:
+                    if exc is not None:
+                        break
+                    received += 1
+                    done += 1
+                    errors += row["status"] != "ok"
+                    display.update(done, errors)
+                    if on_row is not None:
+                        on_row(pos, dict(row))
+                if received < expected and fatal is None:
+                    time.sleep(_GATHER)  # let rows gather: fewer wake-ups taking the GIL from workers
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -179,15 +179,20 @@ def test_an_rpm_limit_spaces_every_start(emulator, client):
 
 
 def test_interrupt_returns_finished_rows_and_resume_does_only_the_rest(emulator, client, records):
-    prompts = [f"Row {i} says hello." for i in range(30)]
+    # Deterministic: 5 invalid rows fail at once, the next 3 requests are answered (a harmless
+    # keep-alive fault), every later request stalls. So exactly 8 rows can finish, and the
+    # on_row hook interrupts at the 8th, with both workers stuck in a stalled stream.
+    prompts = [None] * 5 + [f"Row {i} says hello." for i in range(5, 30)]
+    emulator.queue_fault("keepalive", times=3)
+    emulator.queue_fault("stall", after=1, times=100)
+    seen: list[int] = []
 
-    def stop_at_fifth(pos: int, row: dict) -> None:
-        stop_at_fifth.calls += 1  # type: ignore[attr-defined]
-        if stop_at_fifth.calls == 5:  # type: ignore[attr-defined]
+    def interrupt_at_eighth(pos: int, row: dict) -> None:
+        seen.append(pos)
+        if len(seen) == 8:
             raise KeyboardInterrupt
 
-    stop_at_fifth.calls = 0  # type: ignore[attr-defined]
-    with pytest.warns(BatchInterruptedWarning, match="resume=df"):
+    with pytest.warns(BatchInterruptedWarning, match=r"3 of 30 rows ok.*resume=df"):
         df = complete_many(
             prompts,
             client=client,
@@ -195,31 +200,30 @@ def test_interrupt_returns_finished_rows_and_resume_does_only_the_rest(emulator,
             progress=False,
             max_tokens=4,
             temperature=0,
-            on_row=stop_at_fifth,
+            on_row=interrupt_at_eighth,
         )
-    assert batch_threads() == []  # no worker left running
+    assert batch_threads() == []  # no worker left running: the stalled streams were closed
     assert len(df) == 30 and list(df.index) == list(range(30))
-    status = df["status"].value_counts()
-    assert status["ok"] >= 5
-    assert status["ok"] + status["cancelled"] == 30
-    assert status["cancelled"] >= 30 - 5 - 2 - 2  # at most the in-flight and queued-up rows more
+    assert df["status"].value_counts().to_dict() == {"ok": 3, "error": 5, "cancelled": 22}
+    assert df.loc[:4, "status"].eq("error").all()
     cancelled = df[df["status"] == "cancelled"]
     assert cancelled["text"].isna().all() and (cancelled["error"] == "cancelled").all()
-    sent_before = len(completions(emulator))
-    assert sent_before < 30
+    assert len(completions(emulator)) == 5  # 3 answered, 2 stalled, none after the interrupt
+    assert sorted(r.status for r in records) == ["cancelled"] * 2 + ["ok"] * 3
 
+    emulator.reset()  # no more faults
     done = complete_many(
         prompts, client=client, concurrency=4, progress=False, max_tokens=4, temperature=0, resume=df
     )
-    assert (done["status"] == "ok").all()
-    # Only the rows that were not ok were sent again; ok rows were kept as they were.
-    assert len(completions(emulator)) - sent_before == (df["status"] != "ok").sum()
+    assert done["status"].value_counts().to_dict() == {"ok": 25, "error": 5, "cancelled": 0}
+    # Only the rows that were not ok were done again (invalid ones fail again without a request).
+    assert len(completions(emulator)) == 22
     kept = df["status"] == "ok"
     pd.testing.assert_frame_equal(done[kept], df[kept], check_categorical=False)
-    assert done["text"].tolist() == expected_texts(client, prompts, max_tokens=4)
+    assert done.loc[5:, "text"].tolist() == expected_texts(client, prompts[5:], max_tokens=4)
     # Every call, cancelled ones included, reached the ledger hook marked as a batch call.
     assert {r.source for r in records} == {"batch"}
-    assert sum(r.status == "ok" for r in records) == 30
+    assert sum(r.status == "ok" for r in records) == 25
 
 
 def test_resume_with_prompts_taken_from_the_frame_and_refusing_other_prompts(emulator, client):
