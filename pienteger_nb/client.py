@@ -17,10 +17,12 @@ a call refused before anything was sent (a bad parameter, no key). The key lives
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Self
 
@@ -61,6 +63,14 @@ def user_agent() -> str:
     return f"pienteger-nb/{_version}"
 
 
+class _Session(requests.Session):
+    """A Session that closes its pooled connections when it is garbage (its thread ended)."""
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
 class Client:
     """A connection to the Pienteger API; safe to share across threads (one Session per thread)."""
 
@@ -96,7 +106,9 @@ class Client:
         self.max_retry_wait = float(max_retry_wait)
         self._sleep = sleep
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        # Weak: a thread that ends drops its session (closed by _Session.__del__), so a client
+        # shared with short-lived threads (a form's worker per Submit) does not pile up sockets.
+        self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._models_path: str | None = None  # "/models" or "/getmodels", once one has worked
         self._transport_ok = False
@@ -115,7 +127,7 @@ class Client:
     def close(self) -> None:
         """Close every pooled connection this client opened (in any thread)."""
         with self._lock:
-            sessions, self._sessions = self._sessions, []
+            sessions, self._sessions = list(self._sessions), weakref.WeakSet()
         for session in sessions:
             session.close()
         self._local = threading.local()
@@ -147,11 +159,11 @@ class Client:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = _Session()
             session.headers["User-Agent"] = user_agent()
             self._local.session = session
             with self._lock:
-                self._sessions.append(session)
+                self._sessions.add(session)
         return session
 
     def _headers(self, *, stream: bool, masked: bool = False) -> dict[str, str]:

@@ -98,6 +98,12 @@ class Stream:
     def __repr__(self) -> str:
         return f"<Stream {self._call.model} {self.status}, {len(self.text)} chars>"
 
+    def __del__(self) -> None:
+        # Dropped without being read to the end or closed: still one record, and no open socket.
+        if getattr(self, "status", None) == "open":
+            with contextlib.suppress(Exception):
+                self.close()
+
     def __enter__(self) -> Self:
         return self
 

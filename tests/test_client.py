@@ -219,7 +219,11 @@ def test_with_options_and_request_preview(client, emulator):
 
 
 def test_one_session_per_thread_shared_client(client, emulator, records):
+    import gc
+
     errors: list[BaseException] = []
+    all_done = threading.Barrier(9, timeout=60)  # 8 workers + this thread
+    release = threading.Event()
 
     def work() -> None:
         try:
@@ -227,18 +231,28 @@ def test_one_session_per_thread_shared_client(client, emulator, records):
                 client.complete("x", max_tokens=2)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
+        all_done.wait()
+        release.wait(60)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
+    all_done.wait()
+    sessions_while_alive = len(client._sessions)
+    release.set()
     for t in threads:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert len(records) == 40 and all(r.status == "ok" for r in records)
-    assert len(client._sessions) == 8
+    assert sessions_while_alive == 8  # one pooled Session per thread
+    del t, threads
+    gc.collect()
+    assert len(client._sessions) == 0  # threads gone: their sessions were dropped (and closed)
+    client.complete("x", max_tokens=1)
+    assert len(client._sessions) == 1
     client.close()
-    assert client._sessions == []
+    assert len(client._sessions) == 0
 
 
 def test_plain_call_connection_refused_is_a_connection_error(records):

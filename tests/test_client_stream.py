@@ -240,3 +240,11 @@ def test_close_while_the_reader_is_paused_records_at_once(client, records):
     assert [r.status for r in records] == ["cancelled"] and records[0].text.startswith(first)
     assert list(it) == []  # resuming ends quietly, and records nothing more
     assert len(records) == 1
+
+
+def test_a_stream_dropped_unread_is_recorded_cancelled(client, records):
+    import gc
+
+    client.stream("Hi", max_tokens=5)  # never entered, never iterated
+    gc.collect()
+    assert [r.status for r in records] == ["cancelled"]
