@@ -112,7 +112,8 @@ def test_no_done_is_a_stream_error_keeping_all_the_text(client, emulator, record
 
 def test_stall_longer_than_the_read_timeout_is_a_timeout(emulator, records):
     emulator.queue_fault("stall", after=2)
-    c = Client(api_key=TEST_KEY, base_url=emulator.url, timeout=0.4, on_call=records.append)
+    # max_retries=0 and a timeout with room: on a loaded machine the headers must not time out first.
+    c = Client(api_key=TEST_KEY, base_url=emulator.url, timeout=1.5, max_retries=0, on_call=records.append)
     with pytest.raises(APITimeoutError, match="stalled") as info, c.stream("Hi", max_tokens=40) as s:
         list(s)
     assert s.text and info.value.__cause__ is not None
