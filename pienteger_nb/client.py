@@ -44,10 +44,14 @@ _default_recorder: Recorder | None = None
 _version: str | None = None
 
 
-def set_default_recorder(fn: Recorder | None) -> None:
-    """Where calls are reported when a Client has ``on_call=None`` (the package wires the usage ledger)."""
+def set_default_recorder(fn: Recorder | None) -> Recorder | None:
+    """Where calls are reported when a Client has ``on_call=None`` (the package wires the usage ledger).
+
+    Returns the recorder it replaces, so a caller can put it back.
+    """
     global _default_recorder
-    _default_recorder = fn
+    previous, _default_recorder = _default_recorder, fn
+    return previous
 
 
 def user_agent() -> str:

@@ -188,14 +188,14 @@ def test_documented_token_estimator():
 
 def test_recorder_default_disabled_and_failing(emulator):
     seen: list[CallRecord] = []
-    client_module.set_default_recorder(seen.append)
+    previous = client_module.set_default_recorder(seen.append)
     try:
         Client(api_key=TEST_KEY, base_url=emulator.url).complete("x", max_tokens=1)
         assert len(seen) == 1
         Client(api_key=TEST_KEY, base_url=emulator.url, on_call=False).complete("x", max_tokens=1)
         assert len(seen) == 1
     finally:
-        client_module.set_default_recorder(None)
+        assert client_module.set_default_recorder(previous) == seen.append
 
     def broken(rec: CallRecord) -> None:
         raise RuntimeError("ledger is down")
