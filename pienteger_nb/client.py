@@ -170,14 +170,19 @@ class Client:
                 self._sessions.add(session)
         return session
 
+    def _ready(self) -> config.Secret:
+        """The key, once it is known it may be sent to base_url; else ConfigurationError."""
+        key = self.require_key()
+        if not self._transport_ok:  # the URL never changes: check it once
+            config.check_key_transport(self.base_url)
+            self._transport_ok = True
+        return key
+
     def _headers(self, *, stream: bool, masked: bool = False) -> dict[str, str]:
         if masked and not self._key:  # a dry run may be shown before any key is set
             shown = "(not set)"
         else:
-            key = self.require_key()
-            if not self._transport_ok:  # the URL never changes: check it once
-                config.check_key_transport(self.base_url)
-                self._transport_ok = True
+            key = self._ready()
             shown = key.masked if masked else key.get()
         return {
             "X-Api-Key": shown,
@@ -348,7 +353,7 @@ class Client:
                  extra_body: Mapping[str, Any] | None = None, **params: Any) -> Completion:
         """The whole completion, once it is done. Parameters are checked before anything is sent."""
         body = self._prepare(prompt, model, False, extra_body, params)
-        self.require_key()
+        self._ready()  # refused before sending: not a call, so not recorded
         call = CallState(model=body["model"], prompt=prompt, stream=False, source=self.source)
         try:
             resp = self._request("POST", "/completions", body=body, stream=False, call=call)
@@ -372,7 +377,7 @@ class Client:
         The request is sent (and retried) now, so an error status raises here.
         """
         body = self._prepare(prompt, model, True, extra_body, params)
-        self.require_key()
+        self._ready()
         call = CallState(model=body["model"], prompt=prompt, stream=True, source=self.source)
         try:
             resp = self._request("POST", "/completions", body=body, stream=True, call=call)

@@ -161,10 +161,16 @@ def test_settings_come_from_the_environment_at_construction(env_emulator, monkey
     assert Client(max_retries=0).max_retries == 0
 
 
-def test_key_never_over_plain_http_to_a_remote_host():
-    c = Client(api_key=TEST_KEY, base_url="http://api.example.com/oaiv1")
+def test_key_never_over_plain_http_to_a_remote_host(records):
+    c = Client(api_key=TEST_KEY, base_url="http://api.example.com/oaiv1", on_call=records.append)
     with pytest.raises(ConfigurationError, match="plain http"):
         c.complete("x")
+    with pytest.raises(ConfigurationError, match="plain http"):
+        c.stream("x")
+    with pytest.raises(ConfigurationError, match="plain http"):
+        c.models()
+    assert records == []  # nothing was sent, so there was no call to record
+    assert Client(api_key=TEST_KEY, base_url="http://localhost:1/oaiv1").request_preview("x")["url"]
     with pytest.raises(ConfigurationError):
         Client(api_key=TEST_KEY, base_url="ftp://example.com")
 
