@@ -1,0 +1,506 @@
+"""The usage ledger: every API call as one row in a SQLite file, read back as pandas DataFrames.
+
+``UsageLog(path)`` owns one file (or ``":memory:"``). Each ``record()`` is its own committed
+transaction in WAL mode with ``synchronous=NORMAL``: a row written survives the process being
+killed, and a crash never leaves half a row (it does not fsync per row, so a power cut may lose
+the last rows; ``CONTRACT.md`` explains the trade). One connection, guarded by a lock, takes
+rows from any number of threads; ``busy_timeout`` lets several processes share a file.
+
+The schema is versioned with ``PRAGMA user_version``; opening an older file migrates it in
+place (new columns only), so ledgers written by earlier releases keep working.
+
+pandas is imported only inside the functions that build frames: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import sqlite3
+import sys
+import threading
+import types
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from . import config
+from .errors import PientegerError
+from .types import CallRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
+    import pandas as pd
+
+    from .usage_frame import When
+    from .usage_views import Prices
+
+MEMORY = ":memory:"
+BUSY_TIMEOUT_S = 5.0
+# Server error bodies can be whole HTML pages; the ledger keeps the gist, not the page.
+MAX_ERROR_CHARS = 2000
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_MICROSECOND = _dt.timedelta(microseconds=1)
+
+
+class UsageLogError(PientegerError):
+    """The usage ledger could not be opened or written."""
+
+
+# Migration N takes a file from user_version N to N + 1. Never edit a released step: add one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # v1: the contract's columns. time_us is microseconds since the epoch, UTC (exact, compact).
+        """CREATE TABLE IF NOT EXISTS calls (
+            id INTEGER PRIMARY KEY,
+            time_us INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT NOT NULL DEFAULT '',
+            http_status INTEGER,
+            stream INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            usage_source TEXT,
+            latency_s REAL NOT NULL DEFAULT 0,
+            ttft_s REAL,
+            finish_reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            request_id TEXT
+        )""",
+    ),
+    (  # v2: which endpoint, the notebook cell; an index for since/until; a view for sqlite3 users.
+        "ALTER TABLE calls ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'completions'",
+        "ALTER TABLE calls ADD COLUMN execution_count INTEGER",
+        "CREATE INDEX IF NOT EXISTS calls_time ON calls(time_us)",
+        """CREATE VIEW IF NOT EXISTS calls_utc AS
+            SELECT strftime('%Y-%m-%dT%H:%M:%fZ', time_us / 1e6, 'unixepoch') AS time, * FROM calls""",
+    ),
+    (  # v3: prompts and completions, filled only when the user opts in (store_prompts).
+        "ALTER TABLE calls ADD COLUMN prompt TEXT",
+        "ALTER TABLE calls ADD COLUMN text TEXT",
+        # Lets a reader tell at once whether any prompts are stored, without a table scan.
+        "CREATE INDEX IF NOT EXISTS calls_stored ON calls(id) WHERE prompt IS NOT NULL OR text IS NOT NULL",
+    ),
+    (  # v4: the values each category column has taken, kept by writers in the same transaction
+        # as the row, so a reader knows a frame's categories without scanning the table.
+        """CREATE TABLE IF NOT EXISTS labels (
+            name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, value)
+        ) WITHOUT ROWID""",
+        *(
+            f"INSERT OR IGNORE INTO labels SELECT DISTINCT '{name}', {name} FROM calls WHERE {name} IS NOT NULL"
+            for name in ("source", "model", "status", "usage_source", "endpoint", "finish_reason")
+        ),
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_INSERT_COLUMNS = (
+    "time_us", "source", "model", "status", "error", "http_status", "stream", "prompt_tokens",
+    "completion_tokens", "total_tokens", "usage_source", "latency_s", "ttft_s", "finish_reason",
+    "attempts", "request_id", "endpoint", "execution_count", "prompt", "text",
+)
+_INSERT_SQL = (
+    f"INSERT INTO calls ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS))})"
+)
+LABELLED = ("source", "model", "status", "usage_source", "endpoint", "finish_reason")
+_LABEL_AT = tuple(_INSERT_COLUMNS.index(name) for name in LABELLED)
+_LABEL_SQL = "INSERT OR IGNORE INTO labels (name, value) VALUES (?, ?)"
+
+
+def time_to_us(when: _dt.datetime) -> int:
+    """Microseconds since the epoch, exactly; a naive datetime is taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    return (when - _EPOCH) // _MICROSECOND
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def row_values(rec: CallRecord, *, store_prompts: bool) -> tuple[Any, ...]:
+    """The INSERT parameters for one record, in ``_INSERT_COLUMNS`` order."""
+    error = str(rec.error or "")
+    if len(error) > MAX_ERROR_CHARS:
+        error = error[: MAX_ERROR_CHARS - 1] + "…"
+    prompt: str | None = None
+    text: str | None = None
+    if store_prompts:
+        # A list of prompts is kept as a JSON array, so it reads back unambiguously.
+        prompt = rec.prompt if rec.prompt is None or isinstance(rec.prompt, str) else json.dumps(list(rec.prompt))
+        text = rec.text
+    return (
+        time_to_us(rec.time),
+        str(rec.source or ""),
+        str(rec.model or ""),
+        str(rec.status),
+        error,
+        _optional_int(rec.http_status),
+        1 if rec.stream else 0,
+        _optional_int(rec.prompt_tokens),
+        _optional_int(rec.completion_tokens),
+        _optional_int(rec.total_tokens),
+        None if rec.usage_source is None else str(rec.usage_source),
+        float(rec.latency_s or 0.0),
+        _optional_float(rec.ttft_s),
+        None if rec.finish_reason is None else str(rec.finish_reason),
+        int(rec.attempts),
+        None if rec.request_id is None else str(rec.request_id),
+        str(rec.endpoint or "completions"),
+        _optional_int(rec.execution_count),
+        prompt,
+        text,
+    )
+
+
+def _resolve(path: str | os.PathLike[str]) -> str:
+    text = os.fspath(path)
+    if text == MEMORY:
+        return MEMORY
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (each statement is its own transaction), WAL, NORMAL sync."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    if path != MEMORY:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file up to SCHEMA_VERSION (a newer file is left alone); returns its version now."""
+    # IMMEDIATE: two processes opening a new file at once must not both run the same step.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+            version = step + 1
+            conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+class UsageLog:
+    """The ledger at ``path`` (created with its folders when missing; ``":memory:"`` for none).
+
+    ``store_prompts``: keep prompts and completions too; ``None`` reads the ``store_prompts``
+    setting at each ``record()``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = MEMORY, *, store_prompts: bool | None = None):
+        self.path = _resolve(path)
+        self.store_prompts = store_prompts
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            if self.path != MEMORY:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(self.path)
+            try:
+                self.schema_version = migrate(conn)
+                self._labels: set[tuple[str, str]] = set(conn.execute("SELECT name, value FROM labels"))
+            except BaseException:
+                conn.close()
+                raise
+        except (OSError, sqlite3.Error) as exc:
+            raise UsageLogError(
+                f"cannot open the usage ledger at {self.path}: {exc}; set PIENTEGER_USAGE_DB to a "
+                "writable file (or :memory:)"
+            ) from exc
+        return conn
+
+    def __repr__(self) -> str:
+        return f"UsageLog({self.path!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; rows already recorded are on disk."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def _connection(self) -> sqlite3.Connection:
+        # Call with self._lock held.
+        if self._conn is None:
+            raise UsageLogError(f"the usage ledger at {self.path} is closed")
+        if self._pid != os.getpid() and self.path != MEMORY:
+            # A connection must not cross fork(); the child gets its own.
+            self._conn = self._open()
+            self._pid = os.getpid()
+        return self._conn
+
+    def _store(self) -> bool:
+        return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
+
+    def record(self, rec: CallRecord) -> None:
+        """Write one call as one row, committed before this returns."""
+        self._write([row_values(rec, store_prompts=self._store())])
+
+    def record_many(self, records: Iterable[CallRecord]) -> int:
+        """Write many records in one transaction (imports, tests); returns how many."""
+        store = self._store()
+        rows = [row_values(rec, store_prompts=store) for rec in records]
+        self._write(rows)
+        return len(rows)
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            with self._lock:
+                conn = self._connection()
+                new = {
+                    (name, row[at]) for row in rows for name, at in zip(LABELLED, _LABEL_AT)
+                    if row[at] is not None and (name, row[at]) not in self._labels
+                }
+                if not new and len(rows) == 1:
+                    conn.execute(_INSERT_SQL, rows[0])  # autocommit: its own transaction
+                    return
+                # A new label goes in with its row, so a reader never sees one without the other.
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_LABEL_SQL, sorted(new))
+                    conn.executemany(_INSERT_SQL, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                self._labels.update(new)
+        except sqlite3.Error as exc:
+            raise UsageLogError(f"could not record in the usage ledger at {self.path}: {exc}") from exc
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._connection().execute("SELECT count(*) FROM calls").fetchone()[0])
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection to read from, for as long as the ``with`` lasts.
+
+        A file gets a fresh connection, so a long read never blocks ``record()`` (WAL lets a
+        reader and a writer work at once); an in-memory ledger has only its own connection.
+        """
+        if self.path == MEMORY:
+            with self._lock:
+                yield self._connection()
+            return
+        if self._conn is None:
+            raise UsageLogError(f"the usage ledger at {self.path} is closed")
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def frame(
+        self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
+        source: str | Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """The calls as a DataFrame, oldest first (columns and dtypes: ``usage()``)."""
+        from .usage_frame import read_frame
+
+        return read_frame(self, since=since, until=until, model=model, source=source)
+
+    def summary(
+        self, by: str = "model", *, since: When = None, until: When = None, prices: Prices | None = None
+    ) -> pd.DataFrame:
+        """One row per model, day or source (see ``usage_summary()``)."""
+        from .usage_views import summarize_log
+
+        return summarize_log(self, by=by, since=since, until=until, prices=prices)
+
+    def summary_text(self, by: str = "model", *, since: When = None, prices: Prices | None = None) -> str:
+        """The summary as a plain-text table for a terminal."""
+        from .usage_views import format_summary
+
+        return format_summary(self.summary(by, since=since, prices=prices), ledger=self.path, since=since)
+
+    def export(
+        self, path: str | os.PathLike[str], *, since: When = None, until: When = None,
+        model: str | Iterable[str] | None = None, source: str | Iterable[str] | None = None,
+    ) -> Path:
+        """Write the rows to ``path``: CSV, or parquet when the name ends in ``.parquet``."""
+        from .usage_views import export_frame
+
+        return export_frame(self.frame(since, until, model=model, source=source), path)
+
+    def plot(
+        self, *, since: When = None, until: When = None, model: str | Iterable[str] | None = None,
+        source: str | Iterable[str] | None = None, freq: str | None = None, ax: Any = None,
+    ) -> Any:
+        """Tokens over time by model (matplotlib Axes); needs matplotlib."""
+        from .usage_views import plot_frame
+
+        return plot_frame(self.frame(since, until, model=model, source=source), freq=freq, ax=ax)
+
+
+_default_lock = threading.Lock()
+_default: UsageLog | None = None
+
+
+def default_log() -> UsageLog:
+    """The ledger at ``config.default_usage_db()``; a new one whenever that path changes."""
+    global _default
+    path = _resolve(config.default_usage_db())
+    with _default_lock:
+        if _default is None or _default.path != path or _default.closed:
+            old, _default = _default, UsageLog(path)
+            if old is not None:
+                old.close()
+        return _default
+
+
+def record_call(rec: CallRecord) -> None:
+    """Record one call in the default ledger: the client's default recorder.
+
+    A ledger that cannot be written warns (the call itself has succeeded or failed on its own).
+    """
+    try:
+        default_log().record(rec)
+    except UsageLogError as exc:
+        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+
+
+def usage(
+    since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
+    source: str | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Every recorded call as a DataFrame, oldest first.
+
+    Columns: ``time`` (datetime64[ns, UTC], request start), ``source``, ``model``, ``status``
+    (category), ``error`` (string, "" when ok), ``http_status`` (Int64), ``stream`` (bool),
+    ``prompt_tokens``, ``completion_tokens``, ``total_tokens`` (Int64), ``usage_source``
+    (category), ``latency_s``, ``ttft_s`` (float, to the microsecond), ``finish_reason``,
+    ``request_id`` (string), ``attempts`` (Int64), ``endpoint`` (category),
+    ``execution_count`` (Int64); and ``prompt``, ``text`` when any selected row stored them.
+
+    ``since`` (inclusive) and ``until`` (exclusive) take a datetime or pandas Timestamp (naive
+    means UTC), a date or ISO string (``"2026-11-01"`` is midnight UTC), or a span back from
+    now: ``"90s"``, ``"30m"``, ``"1h"``, ``"7d"``, ``"2w"``, or a timedelta. ``model`` and
+    ``source`` take one name or a list.
+    """
+    return default_log().frame(since, until, model=model, source=source)
+
+
+def usage_summary(
+    by: str = "model", *, since: When = None, until: When = None, prices: Prices | None = None
+) -> pd.DataFrame:
+    """One row per ``by`` group ("model", "day" (UTC) or "source"), index named after it.
+
+    Columns: ``calls``, ``errors``, ``cancelled``, ``prompt_tokens``, ``completion_tokens``,
+    ``total_tokens``, ``mean_latency_s`` and ``p95_latency_s`` (over ok calls), and with
+    ``prices`` (model -> USD per 1K tokens, a number or ``{"prompt": x, "completion": y}``)
+    a ``cost`` column: NaN, not 0, for a group with a call to a model that has no price.
+    """
+    return default_log().summary(by, since=since, until=until, prices=prices)
+
+
+def summary_text(by: str = "model", since: When = None, *, prices: Prices | None = None) -> str:
+    """The default ledger's summary as a plain-text table (``%pienteger usage``, the CLI)."""
+    return default_log().summary_text(by, since=since, prices=prices)
+
+
+def export(
+    path: str | os.PathLike[str], *, since: When = None, until: When = None,
+    model: str | Iterable[str] | None = None, source: str | Iterable[str] | None = None,
+) -> Path:
+    """Write the default ledger's rows to ``path`` (CSV, or parquet for ``*.parquet``)."""
+    return default_log().export(path, since=since, until=until, model=model, source=source)
+
+
+def plot(
+    *, since: When = None, until: When = None, model: str | Iterable[str] | None = None,
+    source: str | Iterable[str] | None = None, freq: str | None = None, ax: Any = None,
+) -> Any:
+    """Tokens over time by model from the default ledger; returns the matplotlib Axes."""
+    return default_log().plot(since=since, until=until, model=model, source=source, freq=freq, ax=ax)
+
+
+def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``pienteger-nb usage``."""
+    from .usage_views import BY_CHOICES
+
+    parser.add_argument("--by", choices=BY_CHOICES, default="model", help="group rows by (default: model)")
+    parser.add_argument("--since", default=None, help="from this time: 2026-11-01, 2026-11-01T09:00, 1h, 7d")
+    parser.add_argument("--export", metavar="FILE", default=None, help="also write the rows to FILE (.csv or .parquet)")
+    parser.add_argument("--db", metavar="PATH", default=None, help="ledger file (default: PIENTEGER_USAGE_DB or the XDG data dir)")
+
+
+def run_usage(args: argparse.Namespace) -> int:
+    """``pienteger-nb usage``: print the summary (and export); returns the exit status."""
+    path = _resolve(args.db or config.default_usage_db())
+    if path != MEMORY and not os.path.exists(path):
+        print(f"No calls recorded yet (no ledger at {path}).")
+        return 0
+    try:
+        with UsageLog(path) as log:
+            print(log.summary_text(args.by, since=args.since))
+            if args.export:
+                written = log.export(args.export, since=args.since)
+                print(f"Wrote the rows to {written}.")
+    except (ValueError, ImportError, OSError, PientegerError) as exc:
+        print(f"pienteger-nb usage: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class _CallableModule(types.ModuleType):
+    """This module, which also answers ``usage(...)`` when called.
+
+    ``pienteger_nb.usage`` names both this module and the public ``usage()`` function. Once the
+    module is imported (the default recorder does that at the first call), the import system
+    binds the package attribute to the module, so ``pienteger_nb.usage()`` calls the module.
+    """
+
+    def __call__(
+        self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
+        source: str | Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        return usage(since, until, model=model, source=source)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = [
+    "UsageLog",
+    "UsageLogError",
+    "add_usage_arguments",
+    "default_log",
+    "export",
+    "plot",
+    "record_call",
+    "run_usage",
+    "summary_text",
+    "usage",
+    "usage_summary",
+]
