@@ -249,3 +249,12 @@ def test_a_stream_dropped_unread_is_recorded_cancelled(client, records):
     client.stream("Hi", max_tokens=5)  # never entered, never iterated
     gc.collect()
     assert [r.status for r in records] == ["cancelled"]
+
+
+def test_streamed_logprobs_are_merged_per_choice(client):
+    with client.stream("Hi", max_tokens=6, logprobs=1, n=2) as s:
+        list(s)
+    for choice in s.completion.choices:
+        lp = choice.logprobs
+        assert lp is not None and len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"])
+        assert "".join(lp["tokens"]) == choice.text
