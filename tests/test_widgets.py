@@ -371,3 +371,32 @@ def test_ipython_formatter_shows_the_widget(form: PromptForm) -> None:
     data, _ = InteractiveShell.instance().display_formatter.format(form)
     assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == form.widget.model_id
     assert "text/plain" in data
+
+
+def test_stop_cannot_cut_a_call_that_is_not_streamed_short(emulator: Any, records: list[CallRecord],
+                                                           forms: list[PromptForm]) -> None:
+    sending = threading.Event()
+
+    class Pacer:  # the client calls acquire() just before it sends: the request is then on its way
+        def acquire(self) -> None:
+            sending.set()
+
+        def observe(self, status_code: Any, retry_after: Any, ratelimit: Any) -> None:
+            pass
+
+    client = Client(api_key=TEST_KEY, base_url=emulator.url, on_call=records.append, pacer=Pacer())
+    form = PromptForm(client)
+    forms.append(form)
+    sending.clear()  # listing the models went through the pacer too
+    emulator.queue_fault("stall", seconds=0.3)  # a plain call: the answer comes 0.3 s late
+    form.stream.value = False
+    form.prompt.value = "Hello"
+    form.max_tokens.value = 8
+    form.submit()
+    assert sending.wait(WAIT)
+    form.stop()
+    assert form.status_text == "Stopping..."
+    assert form.wait(WAIT)
+    assert form.result is not None and _text(form) == form.result.text
+    assert form.status_text.endswith("(Stop cannot cut short a request that is not streamed)")
+    assert _completion_calls(records)[-1].status == "ok"
