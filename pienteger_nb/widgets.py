@@ -38,6 +38,11 @@ class PromptForm(FormView):
     ``form.submit()`` / ``form.stop()`` do what the buttons do; ``form.wait()`` joins the
     running generation; ``form.result`` is the last call's ``Completion`` (None after an
     error or a stop that left none) and ``form.history`` a short list of this form's calls.
+
+    ``client`` defaults to a ``Client()`` from the current settings (made again when they
+    change); its calls are recorded with source "form". ``model`` preselects a model.
+    ``clock``, ``timer`` and ``update_interval`` set how output updates are throttled (tests
+    pass fakes).
     """
 
     def __init__(
