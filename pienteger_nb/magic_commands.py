@@ -131,7 +131,11 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
 
 def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
     args = parse_words(usage_parser(), words)
-    from . import usage as ledger  # pandas loads here, not when the extension does
+    import importlib
+
+    # The module itself (pandas loads here, not with the extension); `from . import usage`
+    # could give the package's usage() function instead.
+    ledger = importlib.import_module(".usage", __package__)
 
     try:
         if args.export:
