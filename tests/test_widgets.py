@@ -400,3 +400,31 @@ def test_stop_cannot_cut_a_call_that_is_not_streamed_short(emulator: Any, record
     assert form.result is not None and _text(form) == form.result.text
     assert form.status_text.endswith("(Stop cannot cut short a request that is not streamed)")
     assert _completion_calls(records)[-1].status == "ok"
+
+
+@pytest.mark.notebook
+def test_a_saved_notebook_holds_no_trace_of_the_key(env_emulator: Any, tmp_path: Any) -> None:
+    """nbclient saves every synced widget value (as JupyterLab's saveState does): none is the key."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    env_emulator.queue_fault("status", status=401)  # the first call fails, the second works
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in [
+        "from pienteger_nb import PromptForm\nform = PromptForm()\nform",
+        "form.prompt.value = 'Hello'\nform.submit()\nassert form.wait(30)\nprint(form.status_text)",
+        "form.submit()\nassert form.wait(30)\nprint(form.status_text)",
+    ]]
+    NotebookClient(nb, timeout=60, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    path = tmp_path / "form.ipynb"
+    nbformat.write(nb, path)
+    text = path.read_text()
+    saved = nbformat.read(path, as_version=4)
+    printed = ["".join(o.get("text", "") for o in c.outputs) for c in saved.cells[1:]]
+    assert printed[0].startswith("Error: 401 unauthorized")
+    assert printed[1].startswith("text-davinci:003 · ")
+    states = saved.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert any("pienteger-status" in str(s["state"].get("value", "")) for s in states.values())
+    assert TEST_KEY not in text and TEST_KEY[-12:] not in text
