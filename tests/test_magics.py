@@ -161,6 +161,8 @@ def test_help_is_the_docstring_with_examples(ip: Any, magics: Any) -> None:
         assert option in doc
     r = run(ip, "%pienteger help")
     assert "%%pienteger -m text-ada-001" in r.cap.stdout
+    r = run(ip, "%%pienteger?")
+    assert "%%pienteger [-m MODEL]" in r.cap.stdout and "examples:" in r.cap.stdout
 
 
 # --- Options on the wire -------------------------------------------------------------------
