@@ -112,13 +112,23 @@ def _hint(exc: APIStatusError) -> str:
     return "try again"
 
 
+def _has_advice(message: str) -> bool:
+    low = message.lower()
+    return any(word in low for word in ("check ", "try again", "fix ", "wait ", "retry", "run %pienteger"))
+
+
 def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
     """One line that says what failed and what to do, e.g.
     ``Error: 401 unauthorized: bad key; check PIENTEGER_API_KEY ... (request req_1).``"""
     if isinstance(exc, APIStatusError):
         message = (exc.message or "").strip().rstrip(".")
         head = f"{exc.status_code} {_phrase(exc.status_code)}"
-        text = f"{head}: {message}; {_hint(exc)}" if message else f"{head}; {_hint(exc)}"
+        if not message:
+            text = f"{head}; {_hint(exc)}"
+        elif _has_advice(message):  # the client already said what to do: say it once
+            text = f"{head}: {message}"
+        else:
+            text = f"{head}: {message}; {_hint(exc)}"
         if exc.request_id:
             text += f" (request {exc.request_id})"
     elif isinstance(exc, ConfigurationError):

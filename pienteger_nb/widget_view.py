@@ -232,8 +232,8 @@ class FormView:
         for secret in self._secrets():
             text = text.replace(secret, config.mask(secret))
         self.status_text = text
-        self.status.value = (f'<span class="pienteger-status pienteger-{kind}" '
-                             f'style="color:{self._COLOURS[kind]}">{html.escape(text)}</span>')
+        self.status.value = (f'<div class="pienteger-status pienteger-{kind}" '
+                             f'style="color:{self._COLOURS[kind]}; line-height:1.35">{html.escape(text)}</div>')
 
     def _render_history(self, history: list[dict[str, Any]]) -> None:
         rows = []

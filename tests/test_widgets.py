@@ -203,7 +203,7 @@ def test_api_error_shows_one_sentence_and_the_form_stays_usable(form: PromptForm
     form.submit()
     assert form.wait(WAIT)
     assert form.status_text.startswith("Error: 401 unauthorized: ")
-    assert "check PIENTEGER_API_KEY" in form.status_text
+    assert "check pienteger_api_key" in form.status_text.lower()
     assert "(request " in form.status_text
     assert "\n" not in form.status_text and "Traceback" not in form.status_text
     assert "pienteger-error" in form.status.value

@@ -171,3 +171,11 @@ def test_error_sentence_is_one_line_and_hides_secrets():
     assert "\n" not in sentence
     assert len(sentence) <= 420
     assert "sk-SECRET" not in error_sentence(ValueError("key sk-SECRET"), secrets=["sk-SECRET"])
+
+
+def test_error_sentence_gives_the_advice_once():
+    exc = AuthenticationError("Invalid key: check PIENTEGER_API_KEY or run %pienteger login",
+                              status_code=401, request_id="req_9")
+    sentence = error_sentence(exc)
+    assert sentence == ("Error: 401 unauthorized: Invalid key: check PIENTEGER_API_KEY or run "
+                        "%pienteger login (request req_9).")
