@@ -130,11 +130,12 @@ def format_summary(summary: pd.DataFrame, *, ledger: str = "", since: When = Non
     if summary.empty:
         span = f" since {since}" if since is not None else ""
         return f"No calls recorded{span}{where}."
-    table = summary.to_string(
-        float_format=lambda v: f"{v:.3f}",
-        formatters={"cost": lambda v: "unknown" if math.isnan(v) else f"${v:,.4f}"} if "cost" in summary else None,
-        na_rep="-",
-    )
+    shown = summary.reset_index().astype(object)
+    for column in ("mean_latency_s", "p95_latency_s"):
+        shown[column] = [("-" if math.isnan(v) else f"{v:.3f}") for v in summary[column]]
+    if "cost" in summary:
+        shown["cost"] = [("unknown" if math.isnan(v) else f"${v:,.4f}") for v in summary["cost"]]
+    table = shown.to_string(index=False)
     calls, tokens = int(summary["calls"].sum()), int(summary["total_tokens"].sum())
     errors, cancelled = int(summary["errors"].sum()), int(summary["cancelled"].sum())
     span = f" since {since}" if since is not None else ""
