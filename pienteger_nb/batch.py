@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .errors import AuthenticationError, NotFoundError, PermissionDeniedError, PientegerError
+from .errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    PientegerError,
+    RateLimitError,
+)
 from .pacing import Cancelled, RateLimiter
 from .progress import make_progress
 
@@ -49,8 +55,21 @@ _INT_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "attempts"
 JOIN_TIMEOUT = 5.0
 _POLL = 0.2
 _GATHER = 0.02  # seconds the waiting thread lets finished rows pile up between looks
-# Errors every row would get (wrong key, unknown model): the first one stops the batch and raises.
+# Errors every row would get (wrong key, unknown model, quota used up): the first one stops the
+# batch and raises.
 FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
+
+
+class _Fatal(Exception):
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    if isinstance(exc, FATAL):
+        return True
+    return isinstance(exc, RateLimitError) and exc.code == "insufficient_quota"
 
 
 class BatchInterruptedWarning(UserWarning):
@@ -77,7 +96,7 @@ def complete_many(
     attempts, latency_s, status (``ok``/``error``/``cancelled``), error (``""`` when ok),
     request_id. A failed row never loses the others. A missing key or a bad parameter raises
     at once, before anything is sent; a wrong key, a forbidden or unknown model (401, 403,
-    404) raises at its first answer. ``**params`` go to every call (``max_tokens=...``).
+    404) or a used-up quota raises at its first answer. ``**params`` go to every call (``max_tokens=...``).
 
     ``concurrency`` requests run at once; ``rpm`` is a known limit in requests per minute.
     ``progress``: a bar in a notebook, a line on stderr in a terminal; False for none.
@@ -249,8 +268,8 @@ class _Run:
                 return
             try:
                 row = self._one(self.items[pos])
-            except FATAL as exc:
-                self.results.put((pos, {}, exc))
+            except _Fatal as fatal:
+                self.results.put((pos, {}, fatal.error))
                 return
             except Exception as exc:  # noqa: BLE001  (anything unforeseen fails this row, never the batch)
                 row = _failed("error", f"{type(exc).__name__}: {exc}")
@@ -268,9 +287,9 @@ class _Run:
             completion = self._call(prompt)
         except Cancelled:
             return _failed("cancelled", "cancelled", latency=time.perf_counter() - start)
-        except FATAL:
-            raise
         except (PientegerError, ValueError, TypeError) as exc:
+            if _is_fatal(exc):
+                raise _Fatal(exc) from exc
             return _failed(
                 "error",
                 f"{type(exc).__name__}: {exc}",

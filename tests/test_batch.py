@@ -9,7 +9,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from pienteger_nb import AuthenticationError, Client, ConfigurationError
+from pienteger_nb import AuthenticationError, Client, ConfigurationError, RateLimitError
 from pienteger_nb.batch import COLUMNS, BatchInterruptedWarning, complete_many
 from pienteger_nb.pacing import RateLimiter
 from tests.conftest import TEST_KEY
@@ -146,6 +146,15 @@ def test_a_wrong_key_stops_the_batch_at_its_first_answer(emulator):
         complete_many(PROMPTS * 5, client=client, concurrency=4, progress=False)
     assert "pk-wrong-key" not in str(info.value)
     assert len(completions(emulator)) <= 4 + 4  # the workers' first calls, not 60
+    assert batch_threads() == []
+
+
+def test_a_used_up_quota_stops_the_batch(emulator, client):
+    emulator.queue_fault("status", status=429, code="insufficient_quota", times=100)
+    with pytest.raises(RateLimitError) as info:
+        complete_many(PROMPTS * 5, client=client, concurrency=4, progress=False)
+    assert info.value.code == "insufficient_quota"
+    assert len(completions(emulator)) <= 4 + 4
     assert batch_threads() == []
 
 
