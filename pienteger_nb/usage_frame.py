@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .usage import _LABEL_SQL, BUSY_TIMEOUT_S, LABELLED, MEMORY, time_to_us
+from .usage_schema import BUSY_TIMEOUT_S, LABEL_SQL, LABELLED, MEMORY, time_to_us
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -372,7 +372,7 @@ def read_frame(
             conn.execute("COMMIT")
         if scanned:  # note what the scan found, so the next read needs no scan
             with contextlib.suppress(sqlite3.Error):
-                conn.executemany(_LABEL_SQL, [(n, v) for n, values in scanned.items() for v in values])
+                conn.executemany(LABEL_SQL, [(n, v) for n, values in scanned.items() for v in values])
     if text:
         # The chunks came in their own order; the prompts came by id: put them by the chunks' ids.
         position = np.argsort(raw["_id"], kind="stable")

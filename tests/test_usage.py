@@ -18,7 +18,8 @@ import pytest
 
 from pienteger_nb import config, usage_frame
 from pienteger_nb.types import CallRecord
-from pienteger_nb.usage import SCHEMA_VERSION, UsageLog, UsageLogError, default_log, record_call, usage
+from pienteger_nb.usage import UsageLog, UsageLogError, default_log, record_call, usage
+from pienteger_nb.usage_schema import SCHEMA_VERSION
 
 T0 = dt.datetime(2026, 11, 1, 9, 30, 0, 123456, tzinfo=dt.UTC)
 CONTRACT_DTYPES = {
