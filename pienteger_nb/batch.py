@@ -183,24 +183,24 @@ class _Run:
             display.update(done, errors)
             while received < expected and fatal is None:
                 try:
-                    finished = [self.results.get(timeout=_POLL)]
+                    arrived = [self.results.get(timeout=_POLL)]
                 except queue.Empty:
                     if not any(t.is_alive() for t in self.threads) and self.results.empty():
                         break  # every worker has ended: nothing more will come
                     continue
                 while True:
                     try:
-                        finished.append(self.results.get_nowait())
+                        arrived.append(self.results.get_nowait())
                     except queue.Empty:
                         break
                 # Store every finished row before calling hooks, so an interrupt raised by one
                 # loses none of the others.
-                for pos, row, exc in finished:
+                for pos, row, exc in arrived:
                     if exc is not None:
                         fatal = exc
                     else:
                         self.rows[pos] = row
-                for pos, row, exc in finished:
+                for pos, row, exc in arrived:
                     if exc is not None:
                         break
                     received += 1
@@ -223,16 +223,17 @@ class _Run:
                     break
                 if self.rows[pos] is None and exc is None:
                     self.rows[pos] = row
-            finished = sum(r is not None and r["status"] == "ok" for r in self.rows)
-            display.update(finished, sum(r is not None and r["status"] == "error" for r in self.rows))
+            statuses = collections.Counter(r["status"] for r in self.rows if r is not None)
+            ok = statuses["ok"]
+            display.update(ok + statuses["error"], statuses["error"])
             display.close(note="interrupted" if interrupted else ("stopped" if fatal else ""))
         if fatal is not None:
             raise fatal
         if interrupted:
-            left = len(self.rows) - finished
+            left = len(self.rows) - ok
             extra = f"; {stuck} worker threads were still finishing a request" if stuck else ""
             warnings.warn(
-                f"batch interrupted: {finished} of {len(self.rows)} rows ok, {left} not done{extra}. "
+                f"batch interrupted: {ok} of {len(self.rows)} rows ok, {left} not done{extra}. "
                 "Resume with complete_many(prompts, resume=df) (or df.pienteger.complete(..., resume=True)) "
                 "to do only the rows that are not ok.",
                 BatchInterruptedWarning,

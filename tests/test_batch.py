@@ -276,3 +276,23 @@ def test_the_key_is_nowhere_in_the_result(emulator, client):
         )
     assert (df["status"] == "error").all()
     assert TEST_KEY not in df.to_csv() and TEST_KEY[-20:] not in repr(df)
+
+
+def test_progress_bar_in_a_kernel_counts_every_row(emulator, client, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+    from ipywidgets.widgets import widget
+    from traitlets.config import Config
+
+    ip = InteractiveShell.instance()
+    monkeypatch.setitem(ip.config, "IPKernelApp", Config())  # what ipykernel's shell carries
+    emulator.queue_fault("status", status=400, times=1)
+    with capture_output() as cap:
+        complete_many(PROMPTS[:5], client=client, concurrency=1, max_tokens=3)
+    views = [o.data["application/vnd.jupyter.widget-view+json"] for o in cap.outputs]
+    assert len(views) == 1 and cap.stderr == ""
+    box = widget._instances[views[0]["model_id"]]
+    bar, label = box.children
+    assert (bar.value, bar.max, bar.bar_style) == (5, 5, "warning")
+    assert label.value.startswith("5/5 · 1 error · ")
+    assert TEST_KEY not in str(box.get_state())
