@@ -67,7 +67,7 @@ class UsageLog:
     setting at each ``record()``.
     """
 
-    def __init__(self, path: str | os.PathLike[str] = MEMORY, *, store_prompts: bool | None = None):
+    def __init__(self, path: str | os.PathLike[str], *, store_prompts: bool | None = None):
         self.path = _resolve(path)
         self.store_prompts = store_prompts
         self._lock = threading.Lock()
@@ -264,7 +264,8 @@ def usage(
     ``prompt_tokens``, ``completion_tokens``, ``total_tokens`` (Int64), ``usage_source``
     (category), ``latency_s``, ``ttft_s`` (float, to the microsecond), ``finish_reason``,
     ``request_id`` (string), ``attempts`` (Int64), ``endpoint`` (category),
-    ``execution_count`` (Int64); and ``prompt``, ``text`` when any selected row stored them.
+    ``execution_count`` (Int64); and ``prompt``, ``text`` (string) when any selected row stored
+    them (see the ``store_prompts`` setting; a list of prompts is kept as a JSON array).
 
     ``since`` (inclusive) and ``until`` (exclusive) take a datetime or pandas Timestamp (naive
     means UTC), a date or ISO string (``"2026-11-01"`` is midnight UTC), or a span back from
