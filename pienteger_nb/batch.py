@@ -96,7 +96,9 @@ def complete_many(
     attempts, latency_s, status (``ok``/``error``/``cancelled``), error (``""`` when ok),
     request_id. A failed row never loses the others. A missing key or a bad parameter raises
     at once, before anything is sent; a wrong key, a forbidden or unknown model (401, 403,
-    404) or a used-up quota raises at its first answer. ``**params`` go to every call (``max_tokens=...``).
+    404) or a used-up quota raises at its first answer. ``**params`` go to every call
+    (``max_tokens=...``). Rows are streamed (``best_of`` > 1 cannot be) and recorded in the
+    usage ledger with ``source="batch"``.
 
     ``concurrency`` requests run at once; ``rpm`` is a known limit in requests per minute.
     ``progress``: a bar in a notebook, a line on stderr in a terminal; False for none.
@@ -104,9 +106,12 @@ def complete_many(
     ``cancelled``; ``resume=that_frame`` then does only the rows that are not ok.
     ``on_row(position, row)`` is called in the calling thread as each row finishes;
     a KeyboardInterrupt it raises interrupts the batch the same way. ``limiter`` shares a
-    ``RateLimiter`` between batches (or gives tests its clock).
+    ``pacing.RateLimiter`` between batches run one after another (or gives tests its clock);
+    give either it or ``rpm``.
     """
     labels, items = _prompts_of(prompts, resume)
+    if limiter is not None and rpm is not None:
+        raise ValueError("give rpm= or limiter=, not both (RateLimiter(rpm=...) takes the limit)")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
     if client is None:
@@ -139,7 +144,7 @@ def complete_many(
 
 def _streams(params: dict[str, Any]) -> bool:
     # Rows stream so an interrupt can close an in-flight request at once; best_of cannot stream.
-    return not params.get("best_of")
+    return (params.get("best_of") or 1) <= 1
 
 
 class _Run:
@@ -214,7 +219,7 @@ class _Run:
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            stuck = self._shutdown()
+            stuck = self._shutdown(early=received < expected)
             # Rows that finished while we stopped count as finished.
             while True:
                 try:
@@ -240,11 +245,11 @@ class _Run:
                 stacklevel=4,
             )
 
-    def _shutdown(self) -> int:
+    def _shutdown(self, *, early: bool) -> int:
         """Stop queued work, close in-flight streams, join every worker; returns how many linger."""
         self.stop.set()
         self.todo.clear()
-        busy = any(t.is_alive() for t in self.threads)
+        busy = early and any(t.is_alive() for t in self.threads)
         if busy:  # wake workers waiting for their turn or sleeping before a retry
             self.limiter.cancel()
         with self.lock:

@@ -296,3 +296,15 @@ def test_progress_bar_in_a_kernel_counts_every_row(emulator, client, monkeypatch
     assert (bar.value, bar.max, bar.bar_style) == (5, 5, "warning")
     assert label.value.startswith("5/5 · 1 error · ")
     assert TEST_KEY not in str(box.get_state())
+
+
+def test_rows_stream_except_with_best_of(emulator, client):
+    df = complete_many(PROMPTS[:2], client=client, progress=False, max_tokens=3)
+    assert (df["status"] == "ok").all()
+    assert [r.body["stream"] for r in completions(emulator)] == [True, True]
+    emulator.reset()
+    df = complete_many(PROMPTS[:2], client=client, progress=False, max_tokens=3, best_of=2)
+    assert (df["status"] == "ok").all() and (df["text"].str.len() > 0).all()
+    assert [r.body.get("stream", False) for r in completions(emulator)] == [False, False]
+    with pytest.raises(ValueError, match="not both"):
+        complete_many(PROMPTS[:2], client=client, rpm=60, limiter=RateLimiter())
