@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from labtools import (
+
+from .labtools import (
     ARTIFACTS,
     BROWSER_KEY,
     CHROMIUM,

@@ -11,7 +11,8 @@ import re
 from typing import Any
 
 import pytest
-from labtools import BROWSER_KEY, Lab, open_notebook, run_all, save_artifact
+
+from .labtools import BROWSER_KEY, Lab, open_notebook, run_all, save_artifact
 
 pytestmark = pytest.mark.browser
 
