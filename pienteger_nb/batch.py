@@ -181,10 +181,10 @@ class _Run:
         expected = len(self.todo)
         done, errors, interrupted = done_before, 0, False
         fatal: BaseException | None = None
-        for thread in self.threads:
-            thread.start()
+        received = 0
         try:
-            received = 0
+            for thread in self.threads:
+                thread.start()
             display.update(done, errors)
             while received < expected and fatal is None:
                 try:
@@ -261,7 +261,8 @@ class _Run:
                 log.debug("closing a stream on interrupt failed: %s", exc)
         deadline = time.monotonic() + JOIN_TIMEOUT
         for thread in self.threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.ident is not None:  # an interrupt may come before every thread started
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if busy:
             self.limiter.reopen()  # a limiter shared with later batches keeps working
         return sum(t.is_alive() for t in self.threads)
