@@ -178,6 +178,29 @@ def test_a_429_pauses_every_worker_and_the_service_sees_no_storm(emulator, clien
     assert min(later) >= until
 
 
+def test_low_remaining_requests_slow_the_pace_before_any_429(emulator, client):
+    # The emulator allows 20 requests a minute and counts down x-ratelimit-remaining-requests;
+    # the limiter learns the capacity (20) and, once 4 or fewer remain, spaces starts 3 s apart.
+    emulator.rpm = 20
+    clock, trace = VirtualClock(), []
+    limiter = RateLimiter(concurrency=2, clock=clock.now, sleep=clock.sleep, trace=trace)
+    df = complete_many(
+        [f"q{i}" for i in range(20)],
+        client=client,
+        concurrency=2,
+        progress=False,
+        max_tokens=2,
+        limiter=limiter,
+    )
+    assert (df["status"] == "ok").all() and (df["attempts"] == 1).all()
+    assert len(completions(emulator)) == 20 and limiter.rate_limited == 0
+    starts = [e[1] for e in trace if e[0] == "grant"]
+    assert starts[:14] == [0.0] * 14  # plenty left: no waiting
+    # At most two starts (one per worker) slip out before the low count is seen.
+    assert all(b - a >= 3.0 - 1e-9 for a, b in itertools.pairwise(starts[-2:]))
+    assert starts[-1] >= 6.0
+
+
 def test_an_rpm_limit_spaces_every_start(emulator, client):
     clock, trace = VirtualClock(), []
     limiter = RateLimiter(rpm=120, concurrency=4, clock=clock.now, sleep=clock.sleep, trace=trace)
