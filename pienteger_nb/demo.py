@@ -13,6 +13,7 @@ import argparse
 import datetime as _dt
 import importlib.util
 import os
+import re
 import secrets
 import signal
 import socket
@@ -76,8 +77,6 @@ def _first_line(text: str) -> str:
 
 
 def _strip_ansi(text: str) -> str:
-    import re
-
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
