@@ -145,7 +145,7 @@ def display_delay(emu: Emulator, *, rate: float, tokens: int) -> dict[str, float
             form.max_tokens.value = tokens
             form.output.observe(
                 lambda change, s=shown: s.append(
-                    (time.perf_counter(), sum(len(o["data"]["text/plain"]) for o in change["new"]))),
+                    (time.perf_counter(), sum(len(o["data"]["text/markdown"]) for o in change["new"]))),
                 "outputs",
             )
             form.submit()

@@ -36,17 +36,19 @@ def _start_timer(delay: float, fn: Callable[[], None]) -> threading.Timer:
 class _Painter:
     """Shows streaming text at most once per ``interval``: the first offer at once, later ones
     after the interval, and a trailing paint so the newest text lands even when tokens pause.
-    ``finish`` paints the final text; nothing paints after it."""
+    ``finish`` paints the final text (with ``final`` when given); nothing paints after it."""
 
     def __init__(
         self,
         show: Callable[[str], None],
         *,
+        final: Callable[[str], None] | None = None,
         interval: float = UPDATE_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         timer: Callable[[float, Callable[[], None]], Any] = _start_timer,
     ):
         self._show = show
+        self._final = final
         self._throttle = Throttle(interval, clock=clock)
         self._timer = timer
         self._lock = threading.Lock()
@@ -89,8 +91,13 @@ class _Painter:
             if hasattr(self._scheduled, "cancel"):
                 self._scheduled.cancel()
             self._scheduled = None
-            self._pending = text
-            self._paint()
+            if self._final is None:
+                self._pending = text
+                self._paint()
+            elif text or self._shown:
+                self._final(text)
+                self._shown = text
+                self.paints += 1
 
 
 class FormView:
@@ -211,11 +218,15 @@ class FormView:
 
     # -- widget updates (from any thread: ipykernel 7 syncs traits set off the main thread) --
 
-    def _show(self, text: str) -> None:
+    def _show(self, text: str, *, final: bool = False) -> None:
         # One output, replaced in place (appending would add one output per token). Markdown is
-        # what the front end shows (words wrap like prose); text/plain keeps the exact text.
-        bundle = {"text/plain": text, "text/markdown": text}
+        # what the front end shows (words wrap like prose); the final state adds text/plain, the
+        # exact text, without sending every update's text twice.
+        bundle = {"text/markdown": text, "text/plain": text} if final else {"text/markdown": text}
         self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},) if text else ()
+
+    def _show_final(self, text: str) -> None:
+        self._show(text, final=True)
 
     def _set_running(self, running: bool) -> None:
         self.submit_button.disabled = running

@@ -185,8 +185,8 @@ class PromptForm(FormView):
             self._active = True
             self._set_running(True)
             self.output.outputs = ()
-            self._painter = _Painter(self._show, interval=self._interval, clock=self._clock,
-                                     timer=self._timer)
+            self._painter = _Painter(self._show, final=self._show_final, interval=self._interval,
+                                     clock=self._clock, timer=self._timer)
             verb = "Streaming" if job.stream else "Waiting for"
             self._set_status(f"{verb} {job.model}...", kind="info")
             thread = threading.Thread(target=self._run, args=(job, self._painter), daemon=True,

@@ -149,7 +149,8 @@ def test_throttle_with_a_fake_clock_sends_first_and_last_only(client: Client, em
     # The clock never moves: the first token shows at once, then nothing until the final state.
     assert len(changes) == 2
     assert changes[-1][0]["data"]["text/plain"] == form.result.text
-    assert len(changes[0][0]["data"]["text/plain"]) < len(form.result.text)
+    assert "text/plain" not in changes[0][0]["data"]  # while streaming the text is sent once
+    assert len(changes[0][0]["data"]["text/markdown"]) < len(form.result.text)
     assert len(scheduled) == 1  # one trailing paint was scheduled (and never needed to run)
     assert form._painter is not None and form._painter.paints == 2
 

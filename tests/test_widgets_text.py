@@ -179,3 +179,16 @@ def test_error_sentence_gives_the_advice_once():
     sentence = error_sentence(exc)
     assert sentence == ("Error: 401 unauthorized: Invalid key: check PIENTEGER_API_KEY or run "
                         "%pienteger login (request req_9).")
+
+
+def test_finish_sends_the_final_form_even_when_the_text_is_on_screen():
+    shown: list[str] = []
+    finals: list[str] = []
+    painter = _Painter(shown.append, final=finals.append, interval=0.05, clock=lambda: 0.0,
+                       timer=lambda delay, fn: None)
+    painter.offer("done")
+    painter.finish("done")
+    assert shown == ["done"] and finals == ["done"]
+    empty = _Painter(shown.append, final=finals.append, clock=lambda: 0.0, timer=lambda delay, fn: None)
+    empty.finish("")  # nothing was shown, nothing to finish
+    assert finals == ["done"]
