@@ -180,8 +180,10 @@ def main() -> None:
     server = Server()
     try:
         client = Client(api_key=KEY, base_url=server.url)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
-            f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; ledger {os.environ['PIENTEGER_USAGE_DB']}"
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average {load} "
+            "(other work on the machine slows the figures below)"
         )
         throughput(server, client)
         pacing(server, client, n=300, known=True)
