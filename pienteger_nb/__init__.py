@@ -33,46 +33,46 @@ if TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client",
-    "Stream",
-    "Model",
-    "Usage",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallRecord",
     "Choice",
     "Chunk",
+    "Client",
     "Completion",
-    "CallRecord",
-    "PientegerError",
     "ConfigurationError",
-    "APIConnectionError",
-    "APITimeoutError",
-    "APIStatusError",
-    "BadRequestError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "RateLimitError",
     "InternalServerError",
-    "StreamError",
+    "Model",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PientegerError",
     "PromptForm",
-    "usage",
-    "usage_summary",
+    "RateLimitError",
+    "Stream",
+    "StreamError",
+    "Usage",
     "complete_many",
     "load_ipython_extension",
     "unload_ipython_extension",
+    "usage",
+    "usage_summary",
 ]
 
 # Lazily imported public names: module, attribute.
 _LAZY = {
     "PromptForm": ("widgets", "PromptForm"),
-    "usage": ("usage", "usage"),
-    "usage_summary": ("usage", "usage_summary"),
+    "usage": ("ledger", "usage"),
+    "usage_summary": ("ledger", "usage_summary"),
     "complete_many": ("batch", "complete_many"),
 }
 
 
 def _record_to_ledger(record: CallRecord) -> None:
     # Imported at the first call, not at package import: keeps `import pienteger_nb` cheap.
-    from .usage import record_call
+    from .ledger import record_call
 
     record_call(record)
 

@@ -143,7 +143,7 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
         return ["Calls: none recorded"]
     import pandas as pd
 
-    from .usage import UsageLog
+    from .ledger import UsageLog
 
     log = UsageLog(str(db))
     try:

@@ -112,17 +112,17 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
 
 
 __all__ = [
-    "PientegerError",
-    "ConfigurationError",
     "APIConnectionError",
-    "APITimeoutError",
     "APIStatusError",
-    "BadRequestError",
+    "APITimeoutError",
     "AuthenticationError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "RateLimitError",
+    "BadRequestError",
+    "ConfigurationError",
     "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PientegerError",
+    "RateLimitError",
     "StreamError",
     "status_error_class",
 ]

@@ -131,11 +131,7 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
 
 def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
     args = parse_words(usage_parser(), words)
-    import importlib
-
-    # The module itself (pandas loads here, not with the extension); `from . import usage`
-    # could give the package's usage() function instead.
-    ledger = importlib.import_module(".usage", __package__)
+    from . import ledger  # pandas loads here, not with the extension
 
     try:
         if args.export:

@@ -95,7 +95,7 @@ class PientegerMagics(Magics):
         return self._cached[1]
 
     def _record(self, rec: CallRecord) -> None:
-        from .usage import record_call
+        from .ledger import record_call
 
         record_call(dataclasses.replace(rec, execution_count=self.execution_count()))
 

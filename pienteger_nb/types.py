@@ -123,4 +123,4 @@ class CallRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-__all__ = ["Model", "Usage", "Choice", "Completion", "Chunk", "CallRecord"]
+__all__ = ["CallRecord", "Choice", "Chunk", "Completion", "Model", "Usage"]

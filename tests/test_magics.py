@@ -461,7 +461,7 @@ def test_an_interrupt_mid_stream_keeps_the_text_and_records_cancelled(
 
 
 def _ledger() -> Any:
-    from pienteger_nb.usage import default_log
+    from pienteger_nb.ledger import default_log
 
     return default_log().frame()
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pienteger_nb import config, usage_frame
+from pienteger_nb import config, ledger_frame
+from pienteger_nb.ledger import UsageLog, UsageLogError, default_log, record_call, usage
+from pienteger_nb.ledger_schema import SCHEMA_VERSION
 from pienteger_nb.types import CallRecord
-from pienteger_nb.usage import UsageLog, UsageLogError, default_log, record_call, usage
-from pienteger_nb.usage_schema import SCHEMA_VERSION
 
 T0 = dt.datetime(2026, 11, 1, 9, 30, 0, 123456, tzinfo=dt.UTC)
 CONTRACT_DTYPES = {
@@ -206,7 +206,7 @@ def test_a_writer_that_skips_the_labels_table_is_still_read_right(log):
 
 
 def test_many_chunks_read_on_several_connections_line_up(tmp_path, monkeypatch):
-    monkeypatch.setattr(usage_frame, "_CHUNK", 7)  # 100 rows: 15 windows, read by several threads
+    monkeypatch.setattr(ledger_frame, "_CHUNK", 7)  # 100 rows: 15 windows, read by several threads
     with UsageLog(tmp_path / "c.sqlite", store_prompts=True) as log:
         log.record_many(
             ok(time=T0 + dt.timedelta(seconds=i), request_id=f"r{i}", prompt=f"p{i}", text=f"t{i}",
@@ -245,7 +245,7 @@ def test_eight_threads_writing_500_rows_each_all_4000_are_there(log):
 WRITER = textwrap.dedent("""
     import datetime as dt, sys
     from pienteger_nb.types import CallRecord
-    from pienteger_nb.usage import UsageLog
+    from pienteger_nb.ledger import UsageLog
     log = UsageLog(sys.argv[1], store_prompts=False)
     i = 0
     while True:
@@ -259,7 +259,7 @@ WRITER = textwrap.dedent("""
 
 
 READER = (
-    "import sys; from pienteger_nb.usage import UsageLog; "
+    "import sys; from pienteger_nb.ledger import UsageLog; "
     "df = UsageLog(sys.argv[1]).frame(); print(len(df), df['total_tokens'].is_monotonic_increasing)"
 )
 
@@ -362,7 +362,7 @@ def test_record_call_warns_instead_of_raising_when_the_ledger_is_unusable(tmp_pa
 
 
 def test_importing_the_ledger_does_not_import_pandas():
-    code = "import sys, pienteger_nb.usage, pienteger_nb.usage_frame, pienteger_nb.usage_views; print('pandas' in sys.modules)"
+    code = "import sys, pienteger_nb.ledger, pienteger_nb.ledger_frame, pienteger_nb.ledger_views; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
 
@@ -377,13 +377,15 @@ def test_public_functions_reach_the_default_ledger(tmp_path):
     assert os.path.exists(tmp_path / "usage.sqlite")
 
 
-def test_pienteger_nb_usage_is_callable_after_the_ledger_module_loaded():
-    # The recorder imports pienteger_nb.usage at the first call; that binds the package
-    # attribute `usage` to the module, which must still answer usage(...).
+def test_pienteger_nb_usage_stays_a_function_whatever_is_imported_first():
+    # The ledger module is not called `usage`, so importing it (the default recorder does at
+    # the first call) never shadows the public usage() function, in either order.
     code = (
         "import pienteger_nb\n"
-        "from pienteger_nb.usage import record_call\n"
-        "from pienteger_nb import usage\n"
+        "u = pienteger_nb.usage\n"
+        "from pienteger_nb.ledger import record_call\n"
+        "from pienteger_nb import ledger, usage\n"
+        "assert callable(ledger.usage_summary) and usage is u is ledger.usage\n"
         "print(len(pienteger_nb.usage()), len(usage(model='x')), len(pienteger_nb.usage_summary()))\n"
     )
     env = {**os.environ, "PIENTEGER_USAGE_DB": ":memory:"}

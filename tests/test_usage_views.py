@@ -12,8 +12,8 @@ import sys
 import pandas as pd
 import pytest
 
+from pienteger_nb.ledger import UsageLog, add_usage_arguments, run_usage, summary_text, usage_summary
 from pienteger_nb.types import CallRecord
-from pienteger_nb.usage import UsageLog, add_usage_arguments, run_usage, summary_text, usage_summary
 
 DAY1 = dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC)
 DAY2, DAY3 = DAY1 + dt.timedelta(days=1), DAY1 + dt.timedelta(days=2)
@@ -181,7 +181,7 @@ def test_plot_of_an_empty_ledger_says_so(tmp_path):
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path):
     code = (
         "import sys\nsys.modules['matplotlib'] = None\nsys.modules['matplotlib.pyplot'] = None\n"
-        "from pienteger_nb.usage import UsageLog\n"
+        "from pienteger_nb.ledger import UsageLog\n"
         "try:\n    UsageLog(':memory:').plot()\nexcept ImportError as exc:\n    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

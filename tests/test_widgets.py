@@ -350,10 +350,10 @@ def test_history_is_short(form: PromptForm, emulator: Any) -> None:
 
 
 def test_pienteger_form_magic_displays_a_form(env_emulator: Any) -> None:
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    ip = start_ipython()
+    ip = InteractiveShell.instance()  # the process's one shell, shared with the magics tests
     ip.run_line_magic("load_ext", "pienteger_nb")
     with capture_output() as cap:
         res = ip.run_cell("%pienteger form", silent=True)

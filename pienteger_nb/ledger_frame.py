@@ -22,13 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .usage_schema import BUSY_TIMEOUT_S, LABEL_SQL, LABELLED, MEMORY, time_to_us
+from .ledger_schema import BUSY_TIMEOUT_S, LABEL_SQL, LABELLED, MEMORY, time_to_us
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pandas as pd
 
-    from .usage import UsageLog
+    from .ledger import UsageLog
 
 When = _dt.datetime | _dt.date | _dt.timedelta | str | None
 

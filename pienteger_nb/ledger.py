@@ -6,7 +6,7 @@ killed, and a crash never leaves half a row (it does not fsync per row, so a pow
 the last rows; ``CONTRACT.md`` explains the trade). One connection, guarded by a lock, takes
 rows from any number of threads; ``busy_timeout`` lets several processes share a file.
 
-The schema is versioned (``usage_schema``): opening an older file migrates it in place (new
+The schema is versioned (``ledger_schema``): opening an older file migrates it in place (new
 columns only), so ledgers written by earlier releases keep working.
 
 pandas is imported only inside the functions that build frames: importing this module is cheap.
@@ -19,7 +19,6 @@ import os
 import sqlite3
 import sys
 import threading
-import types
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,8 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import config
 from .errors import PientegerError
-from .types import CallRecord
-from .usage_schema import (
+from .ledger_schema import (
     BUSY_TIMEOUT_S,
     INSERT_SQL,
     LABEL_AT,
@@ -39,14 +37,15 @@ from .usage_schema import (
     migrate,
     row_values,
 )
+from .types import CallRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
 
     import pandas as pd
 
-    from .usage_frame import When
-    from .usage_views import Prices
+    from .ledger_frame import When
+    from .ledger_views import Prices
 
 
 class UsageLogError(PientegerError):
@@ -189,7 +188,7 @@ class UsageLog:
         source: str | Iterable[str] | None = None,
     ) -> pd.DataFrame:
         """The calls as a DataFrame, oldest first (columns and dtypes: ``usage()``)."""
-        from .usage_frame import read_frame
+        from .ledger_frame import read_frame
 
         return read_frame(self, since=since, until=until, model=model, source=source)
 
@@ -197,13 +196,13 @@ class UsageLog:
         self, by: str = "model", *, since: When = None, until: When = None, prices: Prices | None = None
     ) -> pd.DataFrame:
         """One row per model, day or source (see ``usage_summary()``)."""
-        from .usage_views import summarize_log
+        from .ledger_views import summarize_log
 
         return summarize_log(self, by=by, since=since, until=until, prices=prices)
 
     def summary_text(self, by: str = "model", *, since: When = None, prices: Prices | None = None) -> str:
         """The summary as a plain-text table for a terminal."""
-        from .usage_views import format_summary
+        from .ledger_views import format_summary
 
         return format_summary(self.summary(by, since=since, prices=prices), ledger=self.path, since=since)
 
@@ -212,7 +211,7 @@ class UsageLog:
         model: str | Iterable[str] | None = None, source: str | Iterable[str] | None = None,
     ) -> Path:
         """Write the rows to ``path``: CSV, or parquet when the name ends in ``.parquet``."""
-        from .usage_views import export_frame
+        from .ledger_views import export_frame
 
         return export_frame(self.frame(since, until, model=model, source=source), path)
 
@@ -221,7 +220,7 @@ class UsageLog:
         source: str | Iterable[str] | None = None, freq: str | None = None, ax: Any = None,
     ) -> Any:
         """Tokens over time by model (matplotlib Axes); needs matplotlib."""
-        from .usage_views import plot_frame
+        from .ledger_views import plot_frame
 
         return plot_frame(self.frame(since, until, model=model, source=source), freq=freq, ax=ax)
 
@@ -311,7 +310,7 @@ def plot(
 
 def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``pienteger-nb usage``."""
-    from .usage_views import BY_CHOICES
+    from .ledger_views import BY_CHOICES
 
     parser.add_argument("--by", choices=BY_CHOICES, default="model", help="group rows by (default: model)")
     parser.add_argument("--since", default=None, help="from this time: 2026-11-01, 2026-11-01T09:00, 1h, 7d")
@@ -336,23 +335,6 @@ def run_usage(args: argparse.Namespace) -> int:
         return 2
     return 0
 
-
-class _CallableModule(types.ModuleType):
-    """This module, which also answers ``usage(...)`` when called.
-
-    ``pienteger_nb.usage`` names both this module and the public ``usage()`` function. Once the
-    module is imported (the default recorder does that at the first call), the import system
-    binds the package attribute to the module, so ``pienteger_nb.usage()`` calls the module.
-    """
-
-    def __call__(
-        self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
-        source: str | Iterable[str] | None = None,
-    ) -> pd.DataFrame:
-        return usage(since, until, model=model, source=source)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
     "UsageLog",

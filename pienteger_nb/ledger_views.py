@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .usage_frame import When, read_frame
+from .ledger_frame import When, read_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pandas as pd
 
-    from .usage import UsageLog
+    from .ledger import UsageLog
 
 Prices = Mapping[str, float | Mapping[str, float]]
 BY_CHOICES = ("model", "day", "source")
