@@ -33,10 +33,8 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str):
-        if isinstance(value, Secret):
-            value = value.get()
-        self._value = str(value)
+    def __init__(self, value: str | Secret):
+        self._value = value.get() if isinstance(value, Secret) else str(value)
 
     def get(self) -> str:
         """The real key, for the ``X-Api-Key`` header only."""

@@ -27,7 +27,6 @@ LONG_PROMPT = " word" * 2000  # 2000 tokens
 @pytest.mark.parametrize(("change", "param"), [
     ({"model": None}, "model"),
     ({"model": 3}, "model"),
-    ({"model": "gpt-99"}, "model"),
     ({"prompt": 5}, "prompt"),
     ({"prompt": []}, "prompt"),
     ({"prompt": [1, 2]}, "prompt"),
@@ -72,6 +71,14 @@ def test_bad_parameter_is_400_naming_it(session, emulator, change, param):
     error = resp.json()["error"]
     assert error["param"] == param
     assert error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_unknown_model_is_404_naming_it(session, emulator):
+    # PIENTEGER_API.md: 404 is "unknown model or path"; param and code still say which.
+    resp = post(session, emulator, {**BASE, "model": "gpt-99"})
+    assert resp.status_code == 404, resp.text
+    error = resp.json()["error"]
+    assert (error["param"], error["code"]) == ("model", "model_not_found")
 
 
 def test_limits_themselves_are_accepted(session, emulator):

@@ -111,7 +111,8 @@ def parse_request(body: Any) -> CompletionRequest:
     if not isinstance(model, str):
         raise _bad(f"{model!r} is not of type 'string' - 'model'", "model", "invalid_type")
     if model not in MODELS:
-        raise _bad(f"The model `{model}` does not exist", "model", "model_not_found")
+        # PIENTEGER_API.md: 404 for an unknown model (param still names it).
+        raise APIError(404, f"The model `{model}` does not exist", param="model", code="model_not_found")
     prompt = body.get("prompt", DEFAULT_PROMPT)
     if prompt is None:
         prompt = DEFAULT_PROMPT
