@@ -159,6 +159,7 @@ class Stream:
             self._reading = True
         decoder = SSEDecoder()
         feed = decoder.feed_data
+        source = self._byte_source()
         done = False
         apply = self._apply
         try:
@@ -166,7 +167,7 @@ class Stream:
             # While suspended at a yield, _reading is False: a close() then records at once (the
             # caller may never resume us); once resumed, a close() that came meanwhile ends the loop.
             if chunks:
-                for piece in self._byte_source():
+                for piece in source:
                     for data in feed(piece):
                         if data == "[DONE]":
                             done = True
@@ -181,7 +182,7 @@ class Stream:
                     if done or self._cancelled:
                         break
             else:
-                for piece in self._byte_source():
+                for piece in source:
                     for data in feed(piece):
                         if data == "[DONE]":
                             done = True
@@ -209,6 +210,7 @@ class Stream:
                     self._reading = True
             if done:  # even if close() raced with the last event: it did finish
                 self._end("ok")
+                _drain(source)
             elif self._cancelled:
                 self._end("cancelled")
             else:
@@ -382,4 +384,17 @@ class Stream:
         )
 
 
+def _drain(source: Iterator[bytes], limit: int = 65536) -> None:
+    """Read the few bytes after ``[DONE]`` (the chunked body's terminator), so the connection
+    goes back to the pool instead of being closed: the next stream skips a TCP (and TLS) handshake.
+    Anything larger than ``limit`` is not worth waiting for; the connection is closed instead."""
+    seen = 0
+    with contextlib.suppress(Exception):
+        for piece in source:
+            seen += len(piece)
+            if seen > limit:
+                break
+
+
 __all__ = ["Stream"]
+

@@ -45,6 +45,15 @@ def test_stream_yields_deltas_and_assembles_a_completion(client, emulator, recor
     assert rec.finish_reason == c.finish_reason
 
 
+def test_finished_streams_reuse_one_connection(client, emulator):
+    # After [DONE] the client reads the chunked terminator, so the pooled connection is reused.
+    for _ in range(3):
+        read(client)
+    client.complete("x", max_tokens=1)
+    peers = {r.peer for r in emulator.requests}
+    assert len(emulator.requests) == 4 and len(peers) == 1, peers
+
+
 def test_without_include_usage_the_usage_is_estimated(emulator, records):
     c = Client(api_key=TEST_KEY, base_url=emulator.url, include_usage=False, on_call=records.append)
     _, s = read(c)
