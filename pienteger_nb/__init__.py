@@ -7,6 +7,7 @@ Importing this package is cheap: pandas, ipywidgets and IPython load only when u
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from . import client as _client
@@ -81,6 +82,16 @@ def _record_to_ledger(record: CallRecord) -> None:
 _client.set_default_recorder(_record_to_ledger)
 
 
+def _register_accessor() -> None:
+    # df.pienteger / s.pienteger come with pienteger_nb.batch; import it only when pandas is
+    # already loaded, so `import pienteger_nb` never pulls pandas in itself.
+    if "pandas" in sys.modules:
+        from . import batch  # noqa: F401
+
+
+_register_accessor()
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
@@ -100,6 +111,7 @@ def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext pienteger_nb``: register the magics."""
     from .magics import load_ipython_extension as _load
 
+    _register_accessor()
     _load(ipython)
 
 

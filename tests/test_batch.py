@@ -12,7 +12,7 @@ import pytest
 from pienteger_nb import AuthenticationError, Client, ConfigurationError, RateLimitError
 from pienteger_nb.batch import COLUMNS, BatchInterruptedWarning, complete_many
 from pienteger_nb.pacing import RateLimiter
-from tests.conftest import TEST_KEY
+from conftest import TEST_KEY
 
 PROMPTS = [f"Tell me about item number {i}." for i in range(12)]
 

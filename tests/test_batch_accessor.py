@@ -8,7 +8,7 @@ import pytest
 import pienteger_nb.batch  # noqa: F401  (registers the accessor)
 from pienteger_nb import Client
 from pienteger_nb.accessor import fill
-from tests.conftest import TEST_KEY
+from conftest import TEST_KEY
 
 
 @pytest.fixture
