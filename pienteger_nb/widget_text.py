@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http
-import re
 from collections.abc import Iterable
 
 from .errors import (
@@ -20,14 +19,8 @@ from .errors import (
     StreamError,
 )
 
-_TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", ",": ","}
 MAX_SENTENCE = 400
-
-
-def estimate_tokens(text: str) -> int:
-    """Tokens in ``text`` by the documented tokenizer (the figure marked "estimated")."""
-    return len(_TOKEN.findall(text or ""))
 
 
 def unescape(text: str) -> str:

@@ -16,8 +16,9 @@ from typing import Any
 
 from . import config
 from .errors import PientegerError
+from .results import estimate_tokens
 from .types import Completion
-from .widget_text import error_sentence, estimate_tokens, parse_stop, status_summary, unescape
+from .widget_text import error_sentence, parse_stop, status_summary, unescape
 from .widget_view import UPDATE_INTERVAL, FormView, _Painter, _start_timer
 
 HISTORY_LENGTH = 20

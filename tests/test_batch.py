@@ -8,11 +8,11 @@ import warnings
 
 import pandas as pd
 import pytest
+from conftest import TEST_KEY
 
 from pienteger_nb import AuthenticationError, Client, ConfigurationError, RateLimitError
 from pienteger_nb.batch import COLUMNS, BatchInterruptedWarning, complete_many
 from pienteger_nb.pacing import RateLimiter
-from conftest import TEST_KEY
 
 PROMPTS = [f"Tell me about item number {i}." for i in range(12)]
 

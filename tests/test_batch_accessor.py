@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import TEST_KEY
 
 import pienteger_nb.batch  # noqa: F401  (registers the accessor)
 from pienteger_nb import Client
 from pienteger_nb.accessor import fill
-from conftest import TEST_KEY
 
 
 @pytest.fixture

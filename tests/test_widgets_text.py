@@ -18,7 +18,8 @@ from pienteger_nb.errors import (
     RateLimitError,
     StreamError,
 )
-from pienteger_nb.widget_text import error_sentence, estimate_tokens, parse_stop, status_summary, unescape
+from pienteger_nb.results import estimate_tokens
+from pienteger_nb.widget_text import error_sentence, parse_stop, status_summary, unescape
 from pienteger_nb.widget_view import _Painter
 
 
