@@ -147,7 +147,7 @@ def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
         display(summary)
         if args.plot:
             ledger.plot(since=args.since)
-    except ValueError as exc:  # a --since the ledger cannot read
+    except (ValueError, ImportError) as exc:  # a --since it cannot read; no matplotlib/pyarrow
         raise UsageError(f"%pienteger usage: {exc}") from None
     except PientegerError as exc:
         raise magics.fail(exc, what="usage ledger") from None

@@ -209,6 +209,21 @@ def test_usage_summary_export_and_mistakes(ip: Any, magics: Any, env_emulator: A
         assert r.res.success is False and len(r.lines) == 1 and fragment in r.lines[0], r.lines
 
 
+def test_usage_export_to_parquet_without_pyarrow_is_one_line(
+    ip: Any, magics: Any, env_emulator: Any, tmp_path: Path
+) -> None:
+    assert run(ip, "%%pienteger --max-tokens 3\nx").res.success
+    target = tmp_path / "rows.parquet"
+    r = run(ip, f'%pienteger usage --export "{target}"')
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert r.res.success is False and len(r.lines) == 1 and "pyarrow" in r.lines[0], r.lines
+        assert not target.exists()
+    else:
+        assert r.res.success and target.exists()
+
+
 def test_usage_plot(ip: Any, magics: Any, env_emulator: Any) -> None:
     pytest.importorskip("matplotlib")
     import matplotlib
