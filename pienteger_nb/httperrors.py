@@ -83,16 +83,16 @@ def map_exception(exc: BaseException, *, timeout: float | None = None) -> Piente
     return APIConnectionError(f"request failed: {type(exc).__name__}")
 
 
-def _hint(status: int, code: str | None, path: str, retry_after: float | None) -> str:
+def _hint(status: int, code: str | None, path: str, retry_after: float | None, param: str | None) -> str:
     if code == "model_not_found":
-        return "check the model name; list models with client.models()"
+        return "check the model name (%pienteger models or client.models() lists them)"
     if status == 401:
         return "check PIENTEGER_API_KEY or run %pienteger login"
     if status == 403:
         return "this key is not allowed to do that; check its permissions"
     if status == 404:
         if "completions" in path or "/models/" in path:
-            return "check the model name; list models with client.models()"
+            return "check the model name (%pienteger models or client.models() lists them)"
         return "check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)"
     if status == 429:
         if code == "insufficient_quota":
@@ -104,7 +104,7 @@ def _hint(status: int, code: str | None, path: str, retry_after: float | None) -
     if status >= 500:
         return "trouble on the service's side; try again later"
     if status == 400:
-        return "fix the parameter and try again"
+        return f"fix {param} and try again" if param else "fix the parameter and try again"
     return ""
 
 
@@ -138,7 +138,8 @@ def status_error(
         else:
             message = f"{what}: {text[:200]}"
     code = error.get("code")
-    hint = _hint(status, str(code) if code else None, path, retry_after)
+    param = error.get("param")
+    hint = _hint(status, str(code) if code else None, path, retry_after, str(param) if param else None)
     if hint:
         if message.endswith("."):
             message = f"{message} {hint[0].upper()}{hint[1:]}"
@@ -153,7 +154,7 @@ def status_error(
         request_id=headers.get("x-request-id") if headers is not None else None,
         code=str(code) if code is not None else None,
         type=str(error["type"]) if error.get("type") is not None else None,
-        param=str(error["param"]) if error.get("param") is not None else None,
+        param=str(param) if param is not None else None,
         retry_after=retry_after,
     )
 

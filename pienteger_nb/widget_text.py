@@ -9,13 +9,7 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
     ConfigurationError,
-    InternalServerError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
     StreamError,
 )
 
@@ -86,42 +80,14 @@ def _phrase(status: int) -> str:
         return "error"
 
 
-def _hint(exc: APIStatusError) -> str:
-    if isinstance(exc, AuthenticationError):
-        return "check PIENTEGER_API_KEY or run %pienteger login"
-    if isinstance(exc, PermissionDeniedError):
-        return "this key may not do that; check the model and your plan"
-    if isinstance(exc, NotFoundError):
-        return "check the model name (the dropdown lists the models)"
-    if isinstance(exc, RateLimitError):
-        if exc.code == "insufficient_quota":
-            return "the quota is used up; check your plan"
-        wait = getattr(exc, "retry_after", None)
-        return f"rate limited; try again in {wait:.0f} s" if wait else "rate limited; try again shortly"
-    if isinstance(exc, BadRequestError):
-        return f"check {exc.param}" if exc.param else "check the parameters"
-    if isinstance(exc, InternalServerError):
-        return "trouble on the service's side; try again in a moment"
-    return "try again"
-
-
-def _has_advice(message: str) -> bool:
-    low = message.lower()
-    return any(word in low for word in ("check ", "try again", "fix ", "wait ", "retry", "run %pienteger"))
-
-
 def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
     """One line that says what failed and what to do, e.g.
     ``Error: 401 unauthorized: bad key; check PIENTEGER_API_KEY ... (request req_1).``"""
     if isinstance(exc, APIStatusError):
         message = (exc.message or "").strip().rstrip(".")
         head = f"{exc.status_code} {_phrase(exc.status_code)}"
-        if not message:
-            text = f"{head}; {_hint(exc)}"
-        elif _has_advice(message):  # the client already said what to do: say it once
-            text = f"{head}: {message}"
-        else:
-            text = f"{head}: {message}; {_hint(exc)}"
+        # The client's message already says what to do (httperrors._hint): say it once.
+        text = f"{head}: {message}" if message else head
         if exc.request_id:
             text += f" (request {exc.request_id})"
     elif isinstance(exc, ConfigurationError):

@@ -283,6 +283,7 @@ def test_o_stores_the_completion_and_returns_nothing(ip: Any, magics: Any, env_e
 def test_each_format_with_provenance(
     ip: Any, magics: Any, env_emulator: Any, fmt: str, mimes: set[str]
 ) -> None:
+    env_emulator.natural_end = False  # the text runs to max_tokens: the counts below are exact
     r = run(ip, f"%%pienteger --max-tokens 10 -f {fmt}\nWrite something")
     assert r.res.success, r.text
     final = r.final()
@@ -504,6 +505,7 @@ def test_terminal_ipython_prints_the_text_once(ip: Any, magics: Any, env_emulato
 
     assert type(ip.display_pub) is DisplayPublisher  # what terminal IPython uses
     magics.clock = Ticker(0.1)  # every token goes out: each must print only its new text
+    env_emulator.natural_end = False  # the text runs to max_tokens: 20 tokens exactly
     res = ip.run_cell("%%pienteger --max-tokens 20 -o res\nx", silent=True)
     assert res.success
     out = capsys.readouterr().out

@@ -3,6 +3,7 @@ syntax, the status line and the one-sentence errors."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -11,13 +12,11 @@ from pienteger_nb.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
-    BadRequestError,
     ConfigurationError,
     InternalServerError,
-    NotFoundError,
-    RateLimitError,
     StreamError,
 )
+from pienteger_nb.httperrors import status_error
 from pienteger_nb.results import estimate_tokens
 from pienteger_nb.widget_text import error_sentence, parse_stop, status_summary, unescape
 from pienteger_nb.widget_view import _Painter
@@ -139,18 +138,26 @@ def test_status_summary_figures():
     assert "partial text kept" in stopped
 
 
+def _answer(status, message="", *, code=None, param=None, retry_after=None, rid=None):
+    """The error the client raises for this answer (its message carries the advice)."""
+    fields = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    body = json.dumps({"error": fields}).encode() if message or code else b""
+    return status_error(status, body, {"x-request-id": rid} if rid else {}, path="/completions",
+                        retry_after=retry_after)
+
+
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        (AuthenticationError("Incorrect API key provided", status_code=401, request_id="req_1"),
-         ("Error: 401 unauthorized: Incorrect API key provided; check PIENTEGER_API_KEY or run "
+        (_answer(401, "Incorrect API key provided", rid="req_1"),
+         ("Error: 401 unauthorized: Incorrect API key provided: check PIENTEGER_API_KEY or run "
           "%pienteger login (request req_1).")),
-        (NotFoundError("The model 'nope' does not exist", status_code=404),
-         "Error: 404 not found: The model 'nope' does not exist; check the model name"),
-        (BadRequestError("bad", status_code=400, param="temperature"), "check temperature"),
-        (RateLimitError("slow down", status_code=429, retry_after=3.0), "try again in 3 s"),
-        (RateLimitError("quota", status_code=429, code="insufficient_quota"), "quota is used up"),
-        (InternalServerError("", status_code=503), "Error: 503 service unavailable; trouble"),
+        (_answer(404, "The model 'nope' does not exist", code="model_not_found"),
+         "Error: 404 not found: The model 'nope' does not exist: check the model name"),
+        (_answer(400, "bad value", param="temperature"), "fix temperature and try again"),
+        (_answer(429, "slow down", retry_after=3.0), "wait 3"),
+        (_answer(429, "quota", code="insufficient_quota"), "quota is used up"),
+        (_answer(503), "Error: 503 service unavailable: HTTP 503 with an empty body: trouble"),
         (ConfigurationError("no Pienteger API key: set PIENTEGER_API_KEY"), "Error: no Pienteger API key"),
         (APITimeoutError("read timed out"), "raise the timeout"),
         (APIConnectionError("connection refused"), "check PIENTEGER_BASE_URL"),
