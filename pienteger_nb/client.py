@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -165,6 +166,14 @@ class Client:
         if session is None:
             session = _Session()
             session.headers["User-Agent"] = user_agent()
+            # Proxies and the CA bundle are read from the environment once, here, instead of on
+            # every request (requests re-reads them per call: ~0.3 ms of a ~1 ms loopback call).
+            # trust_env off also keeps ~/.netrc credentials out of our requests.
+            session.trust_env = False
+            session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
             self._local.session = session
             with self._lock:
                 self._sessions.add(session)

@@ -368,3 +368,18 @@ def test_broken_plain_answers_are_connection_errors_and_not_retried(emulator, re
     # the body had started: the service may have done the work, so no retry
     assert sleeps == [] and records[-1].attempts == 1 and records[-1].http_status == 200
     assert records[-1].status == "error" and records[-1].request_id
+
+
+def test_proxy_settings_come_from_the_environment(emulator, monkeypatch):
+    # Read once per session (not per request): HTTP_PROXY is honoured, and NO_PROXY too.
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    with Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0, on_call=False) as c:
+        with pytest.raises(APIConnectionError, match="proxy"):
+            c.complete("x", max_tokens=1)
+    assert emulator.requests == []
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0, on_call=False) as c:
+        assert c.complete("x", max_tokens=1).choices
+    assert len(emulator.requests) == 1
