@@ -100,7 +100,7 @@ class PromptForm(FormView):
 
             self._settings = settings
             try:
-                self._client = Client().with_options(source="form")
+                self._client = Client(source="form")
                 self._client_error = None
             except (PientegerError, ValueError) as exc:
                 self._client, self._client_error = None, exc
