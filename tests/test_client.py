@@ -375,9 +375,11 @@ def test_proxy_settings_come_from_the_environment(emulator, monkeypatch):
     for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
-    with Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0, on_call=False) as c:
-        with pytest.raises(APIConnectionError, match="proxy"):
-            c.complete("x", max_tokens=1)
+    with (
+        Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0, on_call=False) as c,
+        pytest.raises(APIConnectionError, match="proxy"),
+    ):
+        c.complete("x", max_tokens=1)
     assert emulator.requests == []
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0, on_call=False) as c:
