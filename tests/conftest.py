@@ -24,6 +24,20 @@ def _isolated(tmp_path, monkeypatch):
     config.clear_kernel()
 
 
+@pytest.fixture(scope="module")
+def ip():
+    """The process's one InteractiveShell with the magics registered; they are closed after the module."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from pienteger_nb.magics import PientegerMagics
+
+    shell = InteractiveShell.instance()
+    magics = PientegerMagics(shell)
+    shell.register_magics(magics)
+    yield shell
+    magics.close()
+
+
 @pytest.fixture
 def emulator():
     """A fresh emulator on 127.0.0.1, port 0, key TEST_KEY; stopped (stalls released) after the test."""

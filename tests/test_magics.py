@@ -23,20 +23,6 @@ from pienteger_nb.types import Completion
 NAMES = ("topic", "rows", "d", "x", "os", "res", "answer")
 
 
-@pytest.fixture(scope="module")
-def ip() -> Iterator[Any]:
-    """The process's InteractiveShell with the magics registered (shared with other modules)."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    from pienteger_nb.magics import PientegerMagics
-
-    shell = InteractiveShell.instance()
-    magics = PientegerMagics(shell)
-    shell.register_magics(magics)
-    yield shell
-    magics.close()
-
-
 @pytest.fixture
 def magics(ip: Any) -> Iterator[Any]:
     """The registered PientegerMagics, reset before and after each test."""

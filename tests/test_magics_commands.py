@@ -15,19 +15,6 @@ from IPython.utils.capture import CapturedIO, capture_output
 from pienteger_nb import config
 
 
-@pytest.fixture(scope="module")
-def ip() -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    from pienteger_nb.magics import PientegerMagics
-
-    shell = InteractiveShell.instance()
-    magics = PientegerMagics(shell)
-    shell.register_magics(magics)
-    yield shell
-    magics.close()
-
-
 @pytest.fixture
 def magics(ip: Any) -> Iterator[Any]:
     m = ip.magics_manager.registry["PientegerMagics"]
