@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .batch_frame import COLUMNS, failed_row, is_na, ok_row, prompts_of, result_frame, take_resumed
 from .errors import (
     AuthenticationError,
     NotFoundError,
@@ -35,21 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("pienteger_nb")
 
-COLUMNS = (
-    "prompt",
-    "text",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "usage_source",
-    "attempts",
-    "latency_s",
-    "status",
-    "error",
-    "request_id",
-)
-_INT_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "attempts")
 # How long an interrupted batch waits for its workers to notice; they end within one
 # response's latency because in-flight streams are closed under them.
 JOIN_TIMEOUT = 5.0
@@ -109,7 +95,7 @@ def complete_many(
     ``pacing.RateLimiter`` between batches run one after another (or gives tests its clock);
     give either it or ``rpm``.
     """
-    labels, items = _prompts_of(prompts, resume)
+    labels, items = prompts_of(prompts, resume)
     if limiter is not None and rpm is not None:
         raise ValueError("give rpm= or limiter=, not both (RateLimiter(rpm=...) takes the limit)")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -121,7 +107,7 @@ def complete_many(
     client.require_key()
     rows: list[dict[str, Any] | None] = [None] * len(items)
     if resume is not None:
-        _take_resumed(resume, labels, items, rows)
+        take_resumed(resume, labels, items, rows)
     todo = [i for i, row in enumerate(rows) if row is None]
     first = next((items[i] for i in todo if isinstance(items[i], str)), None)
     if first is not None:
@@ -139,7 +125,7 @@ def complete_many(
             limiter=limiter or RateLimiter(rpm=rpm, concurrency=concurrency),
         )
         run.execute(make_progress(progress, len(items)), on_row=on_row, done_before=len(items) - len(todo))
-    return _frame(labels, items, rows)
+    return result_frame(labels, items, rows)
 
 
 def _streams(params: dict[str, Any]) -> bool:
@@ -279,33 +265,33 @@ class _Run:
                 self.results.put((pos, {}, fatal.error))
                 return
             except Exception as exc:  # noqa: BLE001  (anything unforeseen fails this row, never the batch)
-                row = _failed("error", f"{type(exc).__name__}: {exc}")
+                row = failed_row("error", f"{type(exc).__name__}: {exc}")
             except BaseException:  # noqa: BLE001  (Cancelled outside a call, or the interpreter leaving)
-                self.results.put((pos, _failed("cancelled", "cancelled"), None))
+                self.results.put((pos, failed_row("cancelled", "cancelled"), None))
                 return
             self.results.put((pos, row, None))
 
     def _one(self, prompt: Any) -> dict[str, Any]:
         if not isinstance(prompt, str):
-            what = "missing" if prompt is None or _is_na(prompt) else f"a {type(prompt).__name__}"
-            return _failed("error", f"ValueError: the prompt is {what}, not a string")
+            what = "missing" if prompt is None or is_na(prompt) else f"a {type(prompt).__name__}"
+            return failed_row("error", f"ValueError: the prompt is {what}, not a string")
         start = time.perf_counter()
         try:
             completion = self._call(prompt)
         except Cancelled:
-            return _failed("cancelled", "cancelled", latency=time.perf_counter() - start)
+            return failed_row("cancelled", "cancelled", latency=time.perf_counter() - start)
         except (PientegerError, ValueError, TypeError) as exc:
             if _is_fatal(exc):
                 raise _Fatal(exc) from exc
-            return _failed(
+            return failed_row(
                 "error",
                 f"{type(exc).__name__}: {exc}",
                 latency=time.perf_counter() - start,
                 request_id=getattr(exc, "request_id", None),
             )
         if completion is None:
-            return _failed("cancelled", "cancelled", latency=time.perf_counter() - start)
-        return _ok(completion)
+            return failed_row("cancelled", "cancelled", latency=time.perf_counter() - start)
+        return ok_row(completion)
 
     def _call(self, prompt: str) -> Completion | None:
         if not self.stream:
@@ -324,93 +310,6 @@ class _Run:
                 with self.lock:
                     self.open_streams.discard(s)
         return s.completion
-
-
-def _ok(c: Completion) -> dict[str, Any]:
-    u = c.usage
-    return {
-        "text": c.text,
-        "finish_reason": c.finish_reason,
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-        "usage_source": u.source,
-        "attempts": c.attempts,
-        "latency_s": c.latency_s,
-        "status": "ok",
-        "error": "",
-        "request_id": c.request_id,
-    }
-
-
-def _failed(
-    status: str, error: str, *, latency: float | None = None, request_id: str | None = None
-) -> dict[str, Any]:
-    return {"status": status, "error": error, "latency_s": latency, "request_id": request_id}
-
-
-def _is_na(value: Any) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _prompts_of(prompts: Iterable[Any] | None, resume: pd.DataFrame | None) -> tuple[pd.Index, list[Any]]:
-    """The labels (a Series keeps its index) and the prompts as a list."""
-    if prompts is None:
-        if resume is None:
-            raise TypeError("complete_many needs prompts (or resume=a previous result)")
-        prompts = resume["prompt"]
-    if isinstance(prompts, str):
-        raise TypeError("complete_many takes many prompts: pass a list of strings, not one string")
-    if isinstance(prompts, pd.DataFrame):
-        raise TypeError(
-            "pass a Series or a list of prompts; for a DataFrame use df.pienteger.complete(template)"
-        )
-    if isinstance(prompts, pd.Series):
-        return prompts.index, prompts.tolist()
-    items = list(prompts)
-    return pd.RangeIndex(len(items)), items
-
-
-def _take_resumed(
-    resume: pd.DataFrame, labels: pd.Index, items: list[Any], rows: list[dict[str, Any] | None]
-) -> None:
-    """Copy the ok rows of a previous result into ``rows``; refuse a frame of other prompts."""
-    missing = [c for c in ("prompt", "status") if c not in resume.columns]
-    if missing:
-        raise ValueError(f"resume= takes a frame returned by complete_many (it lacks {', '.join(missing)})")
-    if len(resume) != len(items) or not resume.index.equals(labels):
-        raise ValueError(
-            f"resume= frame has {len(resume)} rows and a different index; pass the same prompts "
-            "as the interrupted run (or prompts=None to take them from the frame)"
-        )
-    status = resume["status"].tolist()
-    previous = resume["prompt"].tolist()
-    for pos, (st, old, new) in enumerate(zip(status, previous, items)):
-        if st == "ok" and old == new:
-            record = resume.iloc[pos]
-            rows[pos] = {c: _none_if_na(record[c]) for c in COLUMNS if c in resume.columns and c != "prompt"}
-
-
-def _none_if_na(value: Any) -> Any:
-    return None if _is_na(value) else value
-
-
-def _frame(labels: pd.Index, items: list[Any], rows: list[dict[str, Any] | None]) -> pd.DataFrame:
-    cancelled = {"status": "cancelled", "error": "cancelled"}
-    filled = [row if row is not None else cancelled for row in rows]
-    data: dict[str, Any] = {"prompt": items}
-    for col in COLUMNS[1:]:
-        data[col] = [row.get(col) for row in filled]
-    frame = pd.DataFrame(data, index=labels)
-    for col in _INT_COLUMNS:
-        frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
-    frame["latency_s"] = frame["latency_s"].astype("float64")
-    frame["status"] = pd.Categorical(frame["status"], categories=["ok", "error", "cancelled"])
-    frame["error"] = frame["error"].fillna("").astype(str)
-    return frame
 
 
 # The accessor lives in its own module; importing it registers df.pienteger and s.pienteger.
