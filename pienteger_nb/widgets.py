@@ -137,7 +137,8 @@ class PromptForm(FormView):
         key, _ = config.api_key()
         if key:
             found.append(key.get())
-        for value in vars(self._client or object()).values():
+        # No client when the settings were refused (a bad base URL): then only the settings' key.
+        for value in (vars(self._client) if self._client is not None else {}).values():
             if isinstance(value, config.Secret) and value:
                 found.append(value.get())
         return found
