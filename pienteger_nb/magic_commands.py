@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import getpass
 import html
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -58,7 +59,7 @@ def cmd_models(magics: PientegerMagics, words: list[str]) -> None:
         raise UsageError("%pienteger models takes no options")
     try:
         models = magics.client().models()
-    except PientegerError as exc:
+    except (PientegerError, ValueError) as exc:  # ValueError: settings a Client refuses
         raise magics.fail(exc, what="model list") from None
     default = config.get("model")
     rows = [(m.id, m.owned_by, "default" if m.id == default else "") for m in models]
@@ -69,28 +70,58 @@ def cmd_models(magics: PientegerMagics, words: list[str]) -> None:
     )
 
 
-def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
-    for word in words:
-        name, eq, value = word.partition("=")
-        name = name.strip()
-        if not eq:
-            raise UsageError(f"expected name=value, got {name!r}; e.g. %pienteger config model=text-ada-001")
-        if name in ("key", "api_key"):  # never echo what was typed
-            raise UsageError("the key is not a config setting: use %pienteger login or PIENTEGER_API_KEY")
+def _setting(word: str) -> tuple[str, Any]:
+    """(name, parsed value) for one ``name=value`` word; None clears; UsageError when a call
+    would refuse the value (checked here, not at the next call)."""
+    name, eq, value = word.partition("=")
+    name = name.strip()
+    if not eq:
+        raise UsageError(f"expected name=value, got {name!r}; e.g. %pienteger config model=text-ada-001")
+    if name in ("key", "api_key"):  # never echo what was typed
+        raise UsageError("the key is not a config setting: use %pienteger login or PIENTEGER_API_KEY")
+    if name not in config.FIELDS:
         try:
-            if value == "":
-                if name not in config.FIELDS:
-                    config.set_kernel(name, value)  # raises the did-you-mean error
-                config.clear_kernel(name)
-            else:
-                config.set_kernel(name, value)
+            config.set_kernel(name, value)  # raises the did-you-mean error
         except ConfigurationError as exc:
             raise UsageError(str(exc)) from None
+    if value == "":
+        return name, None
+    try:
+        parsed = config.FIELDS[name].parse(value)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+    if parsed is None:
+        return name, None
+    if name in ("temperature", "max_tokens"):
+        from .params import check_value
+
+        try:
+            check_value(name, parsed)
         except ValueError as exc:
-            raise UsageError(f"{name}: {exc}") from None
+            raise UsageError(str(exc)) from None
+    elif name == "timeout" and not (math.isfinite(parsed) and parsed > 0):
+        raise UsageError(f"timeout must be a number of seconds > 0, got {value!r}")
+    elif name == "max_retries" and parsed < 0:
+        raise UsageError(f"max_retries must be an integer >= 0, got {value!r}")
+    elif name == "base_url":
+        try:
+            config.check_base_url(parsed)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from None
+    return name, parsed
+
+
+def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
+    # Every word is checked before any is set: a mistake changes nothing.
+    settings = [_setting(word) for word in words]
+    for name, value in settings:
+        if value is None:
+            config.clear_kernel(name)
+        else:
+            config.set_kernel(name, value)
     rows = config.describe()
     if words:
-        changed = {w.partition("=")[0].strip() for w in words}
+        changed = {name for name, _ in settings}
         rows = [r for r in rows if r[0] in changed]
     _show(magics, table_bundle(["setting", "value", "from"], rows))
 
@@ -116,10 +147,11 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
         client = magics.client()
         client.require_key()
         models = client.models()
-    except PientegerError as exc:
+    except (PientegerError, ValueError) as exc:  # ValueError: settings a Client refuses
         if config.get("debug"):
             raise
-        raise CellFailure("check FAILED: " + describe(exc, what="check")) from None
+        line = describe(exc, what="check").replace("Pienteger check failed: ", "", 1)
+        raise CellFailure("check FAILED: " + line) from None
     ms = (time.perf_counter() - start) * 1000
     default = config.get("model")
     note = "" if any(m.id == default for m in models) else f"; note: default model {default} is not listed"

@@ -94,6 +94,13 @@ def test_config_sets_and_clears_kernel_settings(ip: Any, magics: Any) -> None:
         ("format=xml", "expected one of"),
         ("base_url=ftp://x", "not an http(s) URL"),
         ("model", "expected name=value"),
+        ("temperature=5", "temperature must be a number from 0 to 2"),
+        ("temperature=nan", "temperature must be a number from 0 to 2"),
+        ("max_tokens=-3", "max_tokens must be an integer >= 0"),
+        ("timeout=0", "timeout must be a number of seconds > 0"),
+        ("timeout=inf", "timeout must be a number of seconds > 0"),
+        ("max_retries=-1", "max_retries must be an integer >= 0"),
+        ("model=text-ada-001 temperature=9", "temperature must be"),
     ],
 )
 def test_config_mistakes_are_one_line(ip: Any, magics: Any, line: str, fragment: str) -> None:
@@ -101,6 +108,15 @@ def test_config_mistakes_are_one_line(ip: Any, magics: Any, line: str, fragment:
     assert r.res.success is False
     assert len(r.lines) == 1 and fragment in r.lines[0], r.lines
     assert config.api_key() == (None, "missing")
+    assert all(config.lookup(name)[1] != "kernel" for name in config.FIELDS)  # nothing was set
+
+
+@pytest.mark.parametrize("command", ["check", "models"])
+def test_settings_a_client_refuses_are_one_line(ip: Any, magics: Any, env_emulator: Any, command: str) -> None:
+    config.set_kernel("timeout", 0.0)  # set from Python, where %pienteger config would refuse it
+    r = run(ip, f"%pienteger {command}")
+    assert r.res.success is False
+    assert len(r.lines) == 1 and "timeout" in r.lines[0], r.lines
 
 
 def test_login_keeps_the_key_in_the_kernel_without_echo(
