@@ -129,7 +129,17 @@ def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
 def cmd_login(magics: PientegerMagics, words: list[str]) -> None:
     if words:
         raise UsageError("%pienteger login takes no arguments: it asks for the key with a hidden prompt")
-    key = getpass.getpass("Pienteger API key (hidden): ").strip()
+    from IPython.core.error import StdinNotImplementedError
+
+    try:
+        key = getpass.getpass("Pienteger API key (hidden): ").strip()
+    except StdinNotImplementedError:  # nbclient, jupyter execute: the front end cannot ask
+        raise UsageError(
+            "no key entered: this front end cannot ask for input; set PIENTEGER_API_KEY "
+            "in the environment Jupyter starts from instead"
+        ) from None
+    except (KeyboardInterrupt, EOFError):
+        raise UsageError("no key entered (interrupted); nothing changed") from None
     if not key:
         raise UsageError("no key entered; nothing changed")
     config.set_kernel_key(key)

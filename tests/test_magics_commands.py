@@ -144,6 +144,23 @@ def test_login_with_nothing_entered_changes_nothing(ip: Any, magics: Any, monkey
     assert config.api_key() == (None, "missing")
 
 
+@pytest.mark.parametrize("error", ["StdinNotImplementedError", "KeyboardInterrupt", "EOFError"])
+def test_login_without_an_answer_is_one_line(ip: Any, magics: Any, monkeypatch: Any, error: str) -> None:
+    from IPython.core.error import StdinNotImplementedError
+
+    exc = {"StdinNotImplementedError": StdinNotImplementedError("no input requests here"),
+           "KeyboardInterrupt": KeyboardInterrupt("Interrupted by user"), "EOFError": EOFError()}[error]
+
+    def no_answer(prompt: str = "") -> str:  # nbclient and jupyter execute: allow_stdin is False
+        raise exc
+
+    monkeypatch.setattr("getpass.getpass", no_answer)
+    r = run(ip, "%pienteger login")
+    assert r.res.success is False
+    assert len(r.lines) == 1 and "no key entered" in r.lines[0], r.lines
+    assert config.api_key() == (None, "missing")
+
+
 def test_check_ok_gives_a_verdict(ip: Any, magics: Any, env_emulator: Any) -> None:
     r = run(ip, "%pienteger check")
     assert r.res.success
