@@ -33,6 +33,20 @@ def split_line(line: str) -> list[str]:
         raise UsageError(f"could not read the options: {exc}; quote values as in a shell") from None
 
 
+def fill_words(words: list[str], namespace: Any) -> list[str]:
+    """The words with ``{name}`` fields filled as in the prompt (``interpolate``), unless
+    ``--no-interpolate`` (or a prefix argparse would accept) is among them.
+
+    The magic is registered with ``no_var_expand``: IPython's own expansion of magic lines
+    would evaluate ``{x.__class__}`` and turn ``$5`` into ``5``, whatever the quotes said.
+    """
+    if namespace is None or any(len(w) > 5 and "--no-interpolate".startswith(w) for w in words):
+        return words
+    from .interpolate import interpolate
+
+    return [interpolate(w, namespace) for w in words]
+
+
 def unescape(text: str) -> str:
     """``\\n``, ``\\t`` and ``\\\\`` as newline, tab and backslash; anything else as typed."""
     return _ESCAPES.sub(lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
@@ -112,6 +126,7 @@ __all__ = [
     "cell_params",
     "check_output_name",
     "emulator_parser",
+    "fill_words",
     "parse_words",
     "split_line",
     "unescape",

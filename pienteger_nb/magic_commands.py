@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 
 from . import config
 from .errors import ConfigurationError, PientegerError
-from .magic_args import emulator_parser, parse_words, split_line, usage_parser
+from .magic_args import emulator_parser, fill_words, parse_words, split_line, usage_parser
 from .magic_errors import CellFailure, describe
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -273,7 +273,7 @@ SUBCOMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
 
 def run_subcommand(magics: PientegerMagics, line: str) -> None:
     """``%pienteger SUBCOMMAND ...``; an unknown one is a UsageError with a did-you-mean."""
-    words = split_line(line)
+    words = fill_words(split_line(line), getattr(magics.shell, "user_ns", None))
     if not words:
         cmd_help(magics, [])
         return

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from . import config
 from .errors import PientegerError, StreamError
 from .interpolate import interpolate
-from .magic_args import FORMATS, cell_params, check_output_name, parse_words, split_line
+from .magic_args import FORMATS, cell_params, check_output_name, fill_words, parse_words, split_line
 from .magic_errors import CellFailure, CellInterrupted, describe
 from .render import StreamView, render_output, sink_for_shell, usage_bundle
 from .types import CallRecord, Completion
@@ -42,6 +42,7 @@ examples:
 The prompt's {name} and {name[0]} / {name['key']} fields are filled from your variables
 and {name:>10}-style format specs apply (never attribute access or expressions; unknown
 names stay as typed; {{ }} are braces; JSON such as {"a": {"b": 1}} is left alone).
+Option values take {name} fields the same way ($name is not expanded).
 Defaults come from %pienteger config, then PIENTEGER_* variables.
 
 subcommands (line magic):
@@ -138,6 +139,7 @@ class PientegerMagics(Magics):
     @argument("-o", "--output", default=None, metavar="NAME", help="store the Completion in this variable")
     @argument("--no-interpolate", action="store_true", help="send {braces} exactly as typed")
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
+    @no_var_expand  # options are filled like the prompt (fill_words), never evaluated
     @line_cell_magic
     def pienteger(self, line: str, cell: str | None = None) -> None:
         """Complete the cell's text with the Pienteger API, streaming the answer into the output.
@@ -154,13 +156,14 @@ class PientegerMagics(Magics):
 
     def complete_cell(self, line: str, cell: str) -> Completion | None:
         """Run ``%%pienteger`` on a line of options and a cell; returns the Completion."""
-        args = parse_words(self.pienteger.parser, split_line(line))
+        namespace = self.shell.user_ns if self.shell is not None else None
+        args = parse_words(self.pienteger.parser, fill_words(split_line(line), namespace))
         check_output_name(args.output)
         prompt = cell.rstrip("\n")
         if not prompt.strip():
             raise UsageError("the cell is empty: write the prompt on the lines below %%pienteger")
         if not args.no_interpolate:
-            prompt = interpolate(prompt, self.shell.user_ns if self.shell is not None else {})
+            prompt = interpolate(prompt, namespace or {})
         try:
             model = args.model or config.get("model")
             fmt = args.format or config.get("format")

@@ -242,6 +242,21 @@ def test_interpolation_in_the_magic(ip: Any, magics: Any, env_emulator: Any) -> 
     assert body(env_emulator)["prompt"] == prompt
 
 
+def test_option_values_follow_the_prompt_rules_not_ipython_expansion(
+    ip: Any, magics: Any, env_emulator: Any
+) -> None:
+    # IPython's own $name / {expression} expansion of magic lines would turn $5 into 5 and
+    # evaluate {x.__class__}; option values are filled like the prompt instead.
+    ip.user_ns.update(x=3, topic="text-ada-001", os=__import__("os"))
+    run(ip, '%%pienteger -m {topic} --max-tokens {x} --suffix "costs $5 {x.__class__} {1+1} {os.sep}"\nHi')
+    sent = body(env_emulator)
+    assert (sent["model"], sent["max_tokens"]) == ("text-ada-001", 3)
+    assert sent["suffix"] == "costs $5 {x.__class__} {1+1} {os.sep}"
+    run(ip, '%%pienteger --no-interpolate --max-tokens 1 --stop "{{" --suffix "$x {x}"\nHi')
+    sent = body(env_emulator)
+    assert (sent["stop"], sent["suffix"]) == ("{{", "$x {x}")
+
+
 # --- Output ----------------------------------------------------------------------------------
 
 
