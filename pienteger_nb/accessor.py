@@ -13,6 +13,7 @@ import re
 import warnings
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .interpolate import interpolate
@@ -78,29 +79,31 @@ class FrameAccessor:
             raise TypeError("pass resume=True to redo the rows whose output is missing")
         prompts = fill(template, self._frame)
         result = self._frame.copy()
+        redo = np.ones(len(result), dtype=bool)
         if resume and out in result.columns:
-            redo = result[out].isna()
-            if not bool(redo.any()):
+            redo = result[out].isna().to_numpy(dtype=bool)
+            if not redo.any():
                 return result
-            batch = complete_many(prompts[redo], **kwargs)
-        else:
-            batch = complete_many(prompts, **kwargs)
+        batch = complete_many(prompts[redo], **kwargs)
+        # By position, not label: an index may repeat labels (pd.concat), and .loc would misalign.
+        rows = np.flatnonzero(redo)
+
+        def put(name: str, values: pd.Series, empty: Any, dtype: str | None = None) -> None:
+            if name in result.columns:
+                column = result[name].to_numpy(dtype=object, copy=True)
+            else:
+                column = np.full(len(result), empty, dtype=object)
+            column[rows] = values.to_numpy(dtype=object)
+            result[name] = pd.array(column, dtype=dtype) if dtype else column
+
         ok = batch["status"] == "ok"
-        text = batch["text"].where(ok, None).astype(object)
-        if resume and out in result.columns:
-            result[out] = result[out].astype(object)
-        result.loc[batch.index, out] = text
+        put(out, batch["text"].where(ok, None), None)
         err_col = f"{out}_error"
         if (~ok).any() or err_col in result.columns:
-            if err_col not in result.columns:
-                result[err_col] = ""
-            result.loc[batch.index, err_col] = batch["error"]
+            put(err_col, batch["error"], "")
         if tokens:
             for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                col = f"{out}_{name}"
-                if col not in result.columns:
-                    result[col] = pd.array([pd.NA] * len(result), dtype="Int64")
-                result.loc[batch.index, col] = batch[name]
+                put(f"{out}_{name}", batch[name], pd.NA, "Int64")
         return result
 
 

@@ -125,3 +125,20 @@ def test_bad_arguments_are_refused_clearly(client, reviews):
         reviews.pienteger.complete(None, client=client)
     with pytest.raises(ValueError, match="out= must be a column name"):
         reviews.pienteger.complete("{review}", out="", client=client)
+
+
+def test_a_frame_with_repeated_index_labels_gets_each_row_its_own_output(emulator, client):
+    # pd.concat of two frames repeats labels; each row must still get the answer to its prompt.
+    frame = pd.DataFrame({"word": ["alpha", "beta", "gamma"]}, index=[0, 0, 1])
+    out = frame.pienteger.complete(
+        "Define {word}.", out="d", tokens=True, client=client, progress=False, temperature=0, max_tokens=5
+    )
+    plain = client.with_options(on_call=False)
+    expected = [plain.complete(f"Define {w}.", temperature=0, max_tokens=5).text for w in frame["word"]]
+    assert list(out.index) == [0, 0, 1]
+    assert out["d"].tolist() == expected
+    assert out["d_total_tokens"].notna().all()
+    again = out.assign(d=[None, out["d"].iloc[1], None]).pienteger.complete(
+        "Define {word}.", out="d", client=client, progress=False, resume=True, temperature=0, max_tokens=5
+    )
+    assert again["d"].tolist() == expected
