@@ -59,8 +59,10 @@ def describe(exc: BaseException, *, what: str = "completion") -> str:
             "raise the limit with %pienteger config timeout=SECONDS, or try again"
         )
     elif isinstance(exc, APIConnectionError):
+        # The client's message says what happened (refused, dropped mid-answer, not JSON):
+        # "could not connect" would be wrong for most of them.
         line = (
-            f"Pienteger {what} failed: could not connect ({_first_line(str(exc))}); check the "
+            f"Pienteger {what} failed: {_first_line(str(exc))}; if it keeps failing, check the "
             "base URL (%pienteger config) and the network; %pienteger check tests both"
         )
     elif isinstance(exc, StreamError):

@@ -95,7 +95,7 @@ def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
     elif isinstance(exc, APITimeoutError):
         text = f"no answer in time ({exc}); try again, or raise the timeout with %pienteger config timeout=120"
     elif isinstance(exc, APIConnectionError):
-        text = f"could not reach the service ({exc}); check PIENTEGER_BASE_URL and the network"
+        text = f"{exc}; if it keeps failing, check PIENTEGER_BASE_URL and the network"
     elif isinstance(exc, StreamError):
         rid = getattr(exc, "request_id", None)
         text = f"the stream broke ({exc}); the text so far is kept" + (f" (request {rid})" if rid else "")

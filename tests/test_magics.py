@@ -345,7 +345,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("case", ["401", "400", "429-quota", "500", "refused", "no-key"])
+@pytest.mark.parametrize("case", ["401", "400", "429-quota", "500", "refused", "cut-body", "no-key"])
 def test_api_errors_are_one_line_and_fail_the_cell(
     ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any, case: str
 ) -> None:
@@ -368,7 +368,12 @@ def test_api_errors_are_one_line_and_fail_the_cell(
     elif case == "refused":
         run(ip, "%pienteger config max_retries=0")
         monkeypatch.setenv("PIENTEGER_BASE_URL", f"http://127.0.0.1:{_free_port()}/oaiv1")
-        expected = ["could not connect", "%pienteger check"]
+        expected = ["could not reach the service", "%pienteger check"]
+    elif case == "cut-body":  # connected, then the answer broke: not "could not connect"
+        run(ip, "%pienteger config max_retries=0")
+        env_emulator.queue_fault("malformed")
+        line += " --no-stream"
+        expected = ["failed: the service answered HTTP 200 with a body that is not valid JSON"]
     else:
         monkeypatch.delenv("PIENTEGER_API_KEY")
         expected = ["no Pienteger API key", "%pienteger login"]
@@ -379,6 +384,7 @@ def test_api_errors_are_one_line_and_fail_the_cell(
     for fragment in expected:
         assert fragment in r.lines[0]
     assert "Traceback" not in r.text
+    assert "could not connect" not in r.text
 
 
 def test_debug_shows_the_full_traceback(ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any) -> None:

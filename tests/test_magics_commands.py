@@ -182,7 +182,7 @@ def test_check_failing_says_what_is_wrong(
     else:
         config.set_kernel("max_retries", 0)
         env_emulator.stop()
-        fragment = "could not connect"
+        fragment = "could not reach the service"
     r = run(ip, "%pienteger check")
     assert r.res.success is False
     assert len(r.lines) == 1 and r.lines[0].startswith("check FAILED") and fragment in r.lines[0], r.lines

@@ -161,6 +161,8 @@ def _answer(status, message="", *, code=None, param=None, retry_after=None, rid=
         (ConfigurationError("no Pienteger API key: set PIENTEGER_API_KEY"), "Error: no Pienteger API key"),
         (APITimeoutError("read timed out"), "raise the timeout"),
         (APIConnectionError("connection refused"), "check PIENTEGER_BASE_URL"),
+        (APIConnectionError("the service answered HTTP 200 with a body that is not valid JSON"),
+         "Error: the service answered HTTP 200 with a body that is not valid JSON; if it keeps"),
         (StreamError("stream ended without [DONE]", partial_text="x"), "the text so far is kept"),
         (ValueError("temperature must be within 0..2"), "Error: temperature must be within 0..2."),
     ],
