@@ -10,6 +10,7 @@ and ``\\\\`` as newline, tab and backslash.
 from __future__ import annotations
 
 import argparse
+import keyword
 import re
 import shlex
 from typing import Any
@@ -93,7 +94,7 @@ def cell_params(args: argparse.Namespace, *, defaults: dict[str, Any]) -> dict[s
 
 def check_output_name(name: str | None) -> None:
     """``-o NAME`` must be a Python identifier (it becomes a variable)."""
-    if name is not None and (not name.isidentifier() or name in ("None", "True", "False")):
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
         raise UsageError(f"-o needs a variable name, got {name!r}")
 
 

@@ -211,6 +211,7 @@ def test_defaults_come_from_config_then_environment(
         ("--bogus", "--bogus"),
         ("-f xml", "invalid choice"),
         ("-o 1bad", "-o needs a variable name"),
+        ("-o class", "-o needs a variable name"),
         ('--suffix "unclosed', "No closing quotation"),
     ],
 )
