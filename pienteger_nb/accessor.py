@@ -23,7 +23,10 @@ _NAMES = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)(?=[\[!:}])")
 
 
 def fill(template: str, frame: pd.DataFrame) -> pd.Series:
-    """One prompt per row of ``frame``: ``template`` filled from that row's columns (index kept)."""
+    """One prompt per row of ``frame``: ``template`` filled from that row's columns (index kept).
+
+    A row with NA in a column the template uses gets None: it is not sent.
+    """
     if not isinstance(template, str):
         raise TypeError(
             f"template must be a string such as 'Summarise: {{review}}', got {type(template).__name__}"
@@ -39,7 +42,10 @@ def fill(template: str, frame: pd.DataFrame) -> pd.Series:
     if not wanted:
         return pd.Series([interpolate(template, {})] * len(frame), index=frame.index, dtype=object)
     values = frame[wanted].to_dict(orient="records")
-    return pd.Series([interpolate(template, row) for row in values], index=frame.index, dtype=object)
+    # A row missing a value it needs gets no prompt (so it is not sent), not "Summarise: nan".
+    gaps = frame[wanted].isna().any(axis=1).tolist()
+    prompts = [None if gap else interpolate(template, row) for row, gap in zip(values, gaps, strict=True)]
+    return pd.Series(prompts, index=frame.index, dtype=object)
 
 
 @pd.api.extensions.register_dataframe_accessor("pienteger")
@@ -66,7 +72,8 @@ class FrameAccessor:
 
         ``template`` is filled from each row's columns (``"Summarise: {review}"``). The frame
         itself is not changed. Failed rows get NA in ``out``; when any row failed an
-        ``{out}_error`` column says why. ``tokens=True`` adds ``{out}_prompt_tokens``,
+        ``{out}_error`` column says why. A row with NA in a column the template uses is not
+        sent (its error: "the prompt is missing"). ``tokens=True`` adds ``{out}_prompt_tokens``,
         ``{out}_completion_tokens`` and ``{out}_total_tokens``. ``resume=True`` redoes only
         rows whose ``out`` is NA (after an interrupt). Other keywords go to ``complete_many``
         (``model``, ``concurrency``, ``progress``, ``max_tokens``, ...).

@@ -142,3 +142,15 @@ def test_a_frame_with_repeated_index_labels_gets_each_row_its_own_output(emulato
         "Define {word}.", out="d", client=client, progress=False, resume=True, temperature=0, max_tokens=5
     )
     assert again["d"].tolist() == expected
+
+
+def test_a_row_with_a_missing_value_in_a_template_field_is_not_sent(emulator, client):
+    # "Summarise: nan" is not what anyone means to pay for: the row fails and nothing is sent.
+    frame = pd.DataFrame({"review": ["Great tea.", None, "Cold."], "stars": [5, 3, float("nan")]})
+    assert frame.pienteger.prompts("{review} ({stars:.0f}*)").tolist() == ["Great tea. (5*)", None, None]
+    out = frame.pienteger.complete("{review} ({stars:.0f}*)", out="s", client=client, progress=False, max_tokens=3)
+    assert sent_prompts(emulator) == ["Great tea. (5*)"]
+    assert out["s"].notna().tolist() == [True, False, False]
+    assert out["s_error"].iloc[1].startswith("ValueError: the prompt is missing")
+    texts = pd.Series(["tea", float("nan")]).pienteger.complete("Define {value}", client=client, progress=False)
+    assert texts.notna().tolist() == [True, False] and len(sent_prompts(emulator)) == 2
