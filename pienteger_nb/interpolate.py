@@ -12,8 +12,8 @@ difference that keeps JSON intact: a ``}}`` becomes ``}`` only when it closes an
 
 The format spec is applied with ``format(value, spec)`` and may not start with whitespace
 (so ``{a: 1}`` in JSON-like text is left alone) nor contain braces; a spec the value
-rejects leaves the field as typed. A ``Completion`` (``-o NAME`` of an earlier cell) is
-filled in as its text.
+rejects, or a value whose indexing or ``str()`` fails, leaves the field as typed. A
+``Completion`` (``-o NAME`` of an earlier cell) is filled in as its text.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _indexed(value: Any, index: str) -> Any:
             key = raw
         try:
             value = value[key]
-        except (LookupError, TypeError, ValueError):
+        except Exception:  # noqa: BLE001  any failed lookup leaves the field as typed
             return _MISSING
     return value
 
@@ -65,11 +65,11 @@ def _filled(match: re.Match[str], namespace: Mapping[str, Any]) -> str:
     if isinstance(value, Completion):
         value = value.text
     conv = match.group("conv")
-    if conv:
-        value = _CONVERSIONS[conv](value)
     try:
+        if conv:
+            value = _CONVERSIONS[conv](value)
         return format(value, match.group("spec") or "")
-    except (ValueError, TypeError):
+    except Exception:  # noqa: BLE001  a spec the value rejects, or a value that cannot show itself
         return match.group(0)
 
 

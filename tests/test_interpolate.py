@@ -87,3 +87,16 @@ def test_the_namespace_is_only_read() -> None:
     ns = dict(NS)
     interpolate("{name} {rows[0]} {missing}", ns)
     assert ns == NS
+
+
+class _Awkward:
+    def __str__(self) -> str:
+        raise RuntimeError("cannot show myself")
+
+    def __getitem__(self, key: object) -> object:
+        raise RuntimeError("cannot index")
+
+
+def test_a_value_that_fails_to_index_or_format_stays_as_typed() -> None:
+    # Any failure, not only LookupError/ValueError: a magic must not end in a traceback here.
+    assert interpolate("{a} {a[0]} {name}", {"a": _Awkward(), "name": "Bob"}) == "{a} {a[0]} Bob"
