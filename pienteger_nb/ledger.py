@@ -282,7 +282,7 @@ def usage_summary(
     Columns: ``calls``, ``errors``, ``cancelled``, ``prompt_tokens``, ``completion_tokens``,
     ``total_tokens``, ``mean_latency_s`` and ``p95_latency_s`` (over ok calls), and with
     ``prices`` (model -> USD per 1K tokens, a number or ``{"prompt": x, "completion": y}``)
-    a ``cost`` column: NaN, not 0, for a group with a call to a model that has no price.
+    a ``cost`` column: NaN, not 0, for a group that spent tokens on a model with no price.
     """
     return default_log().summary(by, since=since, until=until, prices=prices)
 

@@ -101,7 +101,10 @@ def summarize(frame: pd.DataFrame, *, by: str = "model", prices: Prices | None =
         flat, per_prompt, per_completion = per_row[:, 0], per_row[:, 1], per_row[:, 2]
         split = tokens["prompt_tokens"] * per_prompt + tokens["completion_tokens"] * per_completion
         row_cost = np.where(np.isnan(flat), split, tokens["total_tokens"] * flat) / 1000.0
-        # NaN sums to NaN: a group with any call to an unpriced model has no known cost.
+        # A call that used no tokens (a 404 for a mistyped model) costs nothing, price or not.
+        spent = (tokens["prompt_tokens"] | tokens["completion_tokens"] | tokens["total_tokens"]) != 0
+        row_cost[~spent] = 0.0
+        # NaN sums to NaN: a group with tokens spent on an unpriced model has no known cost.
         out["cost"] = np.bincount(codes, weights=row_cost, minlength=n)
     return out
 

@@ -97,6 +97,15 @@ def test_prices_give_a_cost_and_nan_where_unknown(log):
     assert "cost" not in log.summary("model")
 
 
+def test_a_call_that_used_no_tokens_costs_nothing_even_without_a_price(log):
+    # A typo in a model name (a 404 with no tokens) must not make a whole day's cost unknown.
+    log.record(CallRecord(time=DAY2, source="client", model="no-such-model", status="error",
+                          error="NotFoundError: no", http_status=404))
+    days = log.summary("day", prices={"A": 0.02, "B": 0.01})
+    assert days["cost"].tolist() == pytest.approx([40 * 0.02 / 1000, 7 * 0.02 / 1000, (6 * 0.02 + 160 * 0.01) / 1000])
+    assert log.summary("model", prices={"A": 0.02, "B": 0.01}).loc["no-such-model", "cost"] == 0
+
+
 @pytest.mark.parametrize(("prices", "message"), [
     ({"A": "cheap"}, "price for 'A'"),
     ({"A": {"prompt": 0.01}}, "'prompt' and 'completion'"),
