@@ -183,3 +183,33 @@ def test_garbage_request_line_gets_json_400(emulator):
     with requests.Session() as s:
         s.headers["X-Api-Key"] = TEST_KEY
         assert post(s, emulator, BASE).status_code == 200
+
+
+def raw_exchange(emulator, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", emulator.port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_negative_content_length_is_400(emulator):
+    reply = raw_exchange(emulator, b"POST /oaiv1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                   b"\r\nContent-Length: -5\r\nX-Api-Key: k\r\n\r\n{}")
+    assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply
+
+
+def test_deeply_nested_json_is_400_not_a_crash(session, emulator):
+    resp = session.post(emulator.url + "/completions", data=b"[" * 100_000 + b"]" * 100_000,
+                        headers={"Content-Type": "application/json"}, timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json"
+    still_serving(session, emulator, resp)
+
+
+@pytest.mark.parametrize("status", ["99", "100", "600", "1000"])
+def test_a_status_fault_outside_200_to_599_is_refused(session, emulator, status):
+    resp = post(session, emulator, BASE, headers={"X-Emulator-Fault": f"status;status={status}"})
+    assert resp.status_code == 400 and "status" in resp.json()["error"]["message"]
+    with pytest.raises(ValueError, match="status"):
+        emulator.queue_fault("status", status=int(status))

@@ -15,7 +15,7 @@ from typing import Any
 from .wire import APIError
 
 KINDS: dict[str, str] = {
-    "status": "answer with status=N (default 500); body=json|html|empty; code=..., message=..., "
+    "status": "answer with status=N (200-599, default 500); body=json|html|empty; code=..., message=..., "
               "retry_after=seconds, retry_after_ms=N",
     "drop": "close the connection without an answer",
     "cut": "after=N events, write half of the next event and close the connection",
@@ -49,6 +49,9 @@ class Fault:
         for name in _NUMERIC:
             if name in self.options:
                 self.number(name, 0)
+        if self.kind == "status" and not 200 <= self.number("status", 500) <= 599:
+            raise ValueError(f"fault option status must be an HTTP status from 200 to 599, got "
+                             f"{self.options['status']!r}")
 
     def number(self, name: str, default: float) -> float:
         value = self.options.get(name, default)

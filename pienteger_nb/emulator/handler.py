@@ -86,7 +86,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 return
             try:
                 parsed: Any = json.loads(raw) if raw else None
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
                 parsed = None
             self.emulator._record(self, path, query, raw, parsed)
             try:
@@ -110,9 +110,11 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             return self._read_chunked(limit)
         try:
             length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
         except ValueError:
             self.close_connection = True
-            raise APIError(400, "Content-Length must be a number", close=True) from None
+            raise APIError(400, "Content-Length must be a number >= 0", close=True) from None
         if length > limit:
             if length <= _DRAIN_LIMIT:
                 left = length
