@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import warnings
@@ -40,6 +42,7 @@ log = logging.getLogger("pienteger_nb")
 # response's latency because in-flight streams are closed under them.
 JOIN_TIMEOUT = 5.0
 _POLL = 0.2
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _GATHER = 0.02  # seconds the waiting thread lets finished rows pile up between looks
 # Errors every row would get (wrong key, unknown model, quota used up): the first one stops the
 # batch and raises.
@@ -126,6 +129,18 @@ def complete_many(
         )
         run.execute(make_progress(progress, len(items)), on_row=on_row, done_before=len(items) - len(todo))
     return result_frame(labels, items, rows)
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised where this is called: the first frame outside the package.
+
+    complete_many is reached directly or through the accessor, so no fixed level names the
+    user's line (a wrong one names IPython's, and hides the warning's place in the cell).
+    """
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _streams(params: dict[str, Any]) -> bool:
@@ -228,7 +243,7 @@ class _Run:
                 "Resume with complete_many(prompts, resume=df) (or df.pienteger.complete(..., resume=True)) "
                 "to do only the rows that are not ok.",
                 BatchInterruptedWarning,
-                stacklevel=4,
+                stacklevel=_caller_level(),
             )
 
     def _shutdown(self, *, early: bool) -> int:

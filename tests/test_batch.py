@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import warnings
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -333,3 +334,16 @@ def test_rows_stream_except_with_best_of(emulator, client):
     assert [r.body.get("stream", False) for r in completions(emulator)] == [False, False]
     with pytest.raises(ValueError, match="not both"):
         complete_many(PROMPTS[:2], client=client, rpm=60, limiter=RateLimiter())
+
+
+def test_the_interrupt_warning_points_at_the_caller_s_line(emulator, client):
+    # Not at a line inside pienteger_nb or IPython: the warning names the cell or script line.
+    def stop(pos: int, row: dict) -> None:
+        raise KeyboardInterrupt
+
+    options: dict[str, Any] = {"client": client, "concurrency": 1, "progress": False, "max_tokens": 2, "on_row": stop}
+    with pytest.warns(BatchInterruptedWarning) as direct:
+        complete_many(["a", "b"], **options)
+    with pytest.warns(BatchInterruptedWarning) as through_accessor:
+        pd.DataFrame({"w": ["a", "b"]}).pienteger.complete("{w}", **options)
+    assert [w.filename for w in [*direct, *through_accessor]] == [__file__, __file__]
