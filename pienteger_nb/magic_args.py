@@ -48,6 +48,28 @@ def fill_words(words: list[str], namespace: Any) -> list[str]:
     return [interpolate(w, namespace) for w in words]
 
 
+def take_values(
+    words: list[str], options: tuple[str, ...] = ("--stop", "--suffix")
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The words without ``--stop VALUE`` / ``--stop=VALUE`` (and ``--suffix``), and those
+    values by option. They are taken out before argparse, which reads a value that starts
+    with a dash (``---``, ``-x``) as an unknown option and ``--stop=--`` as an empty list."""
+    rest: list[str] = []
+    taken: dict[str, list[str]] = {}
+    i = 0
+    while i < len(words):
+        name, eq, value = words[i].partition("=")
+        if name in options and (eq or i + 1 < len(words)):
+            if not eq:
+                i += 1
+                value = words[i]
+            taken.setdefault(name, []).append(value)
+        else:
+            rest.append(words[i])
+        i += 1
+    return rest, taken
+
+
 def unescape(text: str) -> str:
     """``\\n``, ``\\t`` and ``\\\\`` as newline, tab and backslash; anything else as typed."""
     return _ESCAPES.sub(lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
@@ -130,6 +152,7 @@ __all__ = [
     "fill_words",
     "parse_words",
     "split_line",
+    "take_values",
     "unescape",
     "usage_parser",
 ]

@@ -19,7 +19,15 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments
 from . import config
 from .errors import PientegerError, StreamError
 from .interpolate import interpolate
-from .magic_args import FORMATS, cell_params, check_output_name, fill_words, parse_words, split_line
+from .magic_args import (
+    FORMATS,
+    cell_params,
+    check_output_name,
+    fill_words,
+    parse_words,
+    split_line,
+    take_values,
+)
 from .magic_errors import CellFailure, CellInterrupted, describe
 from .render import StreamView, render_output, sink_for_shell, usage_bundle
 from .types import CallRecord, Completion
@@ -157,7 +165,12 @@ class PientegerMagics(Magics):
     def complete_cell(self, line: str, cell: str) -> Completion | None:
         """Run ``%%pienteger`` on a line of options and a cell; returns the Completion."""
         namespace = self.shell.user_ns if self.shell is not None else None
-        args = parse_words(self.pienteger.parser, fill_words(split_line(line), namespace))
+        words, taken = take_values(fill_words(split_line(line), namespace))
+        args = parse_words(self.pienteger.parser, words)
+        if "--stop" in taken:
+            args.stop = [*(args.stop or []), *taken["--stop"]]
+        if "--suffix" in taken:
+            args.suffix = taken["--suffix"][-1]
         check_output_name(args.output)
         prompt = cell.rstrip("\n")
         if not prompt.strip():

@@ -187,6 +187,14 @@ def test_quotes_are_removed_and_escapes_read(ip: Any, magics: Any, env_emulator:
     assert sent["stream"] is True
 
 
+def test_stop_and_suffix_values_may_start_with_a_dash(ip: Any, magics: Any, env_emulator: Any) -> None:
+    # argparse alone reads "---" or "-x" after --stop as an unknown option ("expected one argument").
+    r = run(ip, '%%pienteger --max-tokens 3 --stop "---" --stop -- --stop "-x" --suffix "-- the end"\nx')
+    assert r.res.success, r.text
+    sent = body(env_emulator)
+    assert (sent["stop"], sent["suffix"]) == (["---", "--", "-x"], "-- the end")
+
+
 def test_defaults_come_from_config_then_environment(
     ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any
 ) -> None:
