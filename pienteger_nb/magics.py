@@ -225,8 +225,9 @@ class PientegerMagics(Magics):
         except KeyboardInterrupt:
             # Leaving the `with` by the interrupt closed the response and recorded "cancelled".
             view.stop(metadata={"pienteger": {"status": "cancelled", "model": model}})
+            kept = "the partial text is kept above" if view.text else "no text had arrived"
             raise CellInterrupted(
-                "KeyboardInterrupt: generation stopped; the partial text is kept above (recorded as cancelled)"
+                f"KeyboardInterrupt: generation stopped; {kept} (recorded as cancelled)"
             ) from None
         except PientegerError as exc:  # a broken stream, or an error event mid-stream
             partial = exc.partial_text if isinstance(exc, StreamError) else ""

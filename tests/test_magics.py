@@ -474,6 +474,29 @@ def test_an_interrupt_mid_stream_keeps_the_text_and_records_cancelled(
     assert run(ip, "%%pienteger --max-tokens 3\nx").res.success
 
 
+def test_an_interrupt_before_any_text_says_so(ip: Any, magics: Any, env_emulator: Any) -> None:
+    import os
+    import signal
+    import threading
+
+    env_emulator.queue_fault("stall", after=0)  # headers, then nothing until the emulator stops
+
+    def interrupt_once_inside() -> None:  # Interrupt Kernel while the cell waits for the first token
+        if env_emulator.wait_for_requests(1, timeout=15):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt_once_inside)
+    thread.start()
+    try:
+        r = run(ip, "%%pienteger --max-tokens 50\nTell a story")
+    finally:
+        thread.join(15)
+    assert isinstance(r.res.error_in_exec, CellInterrupted)
+    assert len(r.lines) == 1 and "no text had arrived" in r.lines[0], r.text
+    assert "kept above" not in r.lines[0]
+    assert _ledger()["status"].iloc[-1] == "cancelled"
+
+
 # --- Ledger --------------------------------------------------------------------------------
 
 
