@@ -57,6 +57,27 @@ def find_notebooks(explicit: str | None = None) -> Path:
     return folder
 
 
+def make_out(out: Path) -> Path:
+    """The folder for the demo's files, created if need be."""
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"--out {out} is a file, not a folder: pass a folder for the demo's files")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DemoError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from exc
+    return out
+
+
+def check_ledger(db: Path) -> None:
+    """Fail now, not at the notebook's last cell, when the demo's ledger cannot be opened."""
+    from .ledger import UsageLog, UsageLogError
+
+    try:
+        UsageLog(str(db)).close()
+    except UsageLogError as exc:
+        raise DemoError(f"cannot open the usage ledger at {db} (--db): {exc.__cause__ or exc}") from exc
+
+
 def kernel_env(*, url: str, api_key: str, db: Path) -> dict[str, str]:
     """This process's environment with every ``PIENTEGER_*`` setting replaced by the emulator's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIENTEGER_")}
@@ -186,9 +207,9 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         notebooks = find_notebooks(args.notebooks)
         # Absolute: the kernel runs in `out`, and a relative ledger path would land in out/out/.
-        out = Path(args.out).expanduser().resolve()
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_out(Path(args.out).expanduser().resolve())
         db = Path(args.db).expanduser().resolve() if args.db else out / "usage.sqlite"
+        check_ledger(db)
         api_key = args.api_key or "pk-demo-" + secrets.token_hex(16)
         emulator = start_emulator(api_key)
     except (DemoError, OSError) as exc:

@@ -90,6 +90,19 @@ def test_no_notebooks_folder_is_a_clear_error(tmp_path, capsys):
     assert "quickstart.ipynb" in err and "--notebooks" in err and 'pip install -e ".[demo]"' in err
 
 
+def test_an_unusable_out_folder_or_ledger_is_one_line_before_anything_runs(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["demo", "--out", str(a_file)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "--out" in err and str(a_file) in err and "not a folder" in err
+    # A ledger that cannot be opened fails at once, not at the notebook's last cell.
+    assert main(["demo", "--out", str(tmp_path / "o"), "--db", str(a_file / "usage.sqlite")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "--db" in err and "cannot open the usage ledger" in err
+    assert not (tmp_path / "o" / "quickstart.ipynb").exists()
+
+
 def test_missing_demo_dependency_says_how_to_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "nbclient", None)  # find_spec reports it as not installed
     assert main(["demo", "--out", str(tmp_path / "o")]) == 1
