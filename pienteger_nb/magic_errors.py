@@ -67,9 +67,8 @@ def describe(exc: BaseException, *, what: str = "completion") -> str:
         )
     elif isinstance(exc, StreamError):
         rid = f", request id {exc.request_id}" if exc.request_id else ""
-        message = _first_line(str(exc)).replace(
-            "the text so far is in .partial_text", "the text so far is kept above"
-        )
+        kept = "the text so far is kept above" if exc.partial_text else "no text had arrived"
+        message = _first_line(str(exc)).replace("the text so far is in .partial_text", kept)
         line = f"Pienteger stream broke{rid}: {message}"
     elif isinstance(exc, ValueError):
         line = f"Pienteger: bad option: {_first_line(str(exc))}"

@@ -98,7 +98,10 @@ def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
         text = f"{exc}; if it keeps failing, check PIENTEGER_BASE_URL and the network"
     elif isinstance(exc, StreamError):
         rid = getattr(exc, "request_id", None)
-        text = f"the stream broke ({exc}); the text so far is kept" + (f" (request {rid})" if rid else "")
+        # The client's message points at .partial_text, which a form user never sees.
+        message = str(exc).replace("; the text so far is in .partial_text", "")
+        kept = "the text so far is kept" if exc.partial_text else "no text had arrived"
+        text = f"the stream broke ({message}); {kept}" + (f" (request {rid})" if rid else "")
     elif isinstance(exc, (ValueError, TypeError)):
         text = str(exc)
     else:

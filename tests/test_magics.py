@@ -423,6 +423,16 @@ def test_a_stream_broken_midway_keeps_the_partial_text(
 # --- Streaming display ---------------------------------------------------------------------
 
 
+def test_a_stream_broken_before_any_text_does_not_claim_text_is_kept(
+    ip: Any, magics: Any, env_emulator: Any
+) -> None:
+    env_emulator.queue_fault("error_event", after=0)
+    r = run(ip, "%%pienteger --max-tokens 20\nHello")
+    assert r.res.success is False
+    assert len(r.lines) == 1 and "stream broke" in r.lines[0], r.text
+    assert "kept above" not in r.lines[0] and "no text had arrived" in r.lines[0]
+
+
 def test_streaming_updates_are_throttled_and_the_last_state_lands(
     ip: Any, magics: Any, env_emulator: Any
 ) -> None:

@@ -175,6 +175,15 @@ def test_error_sentence_says_what_failed_and_what_to_do(exc, expected):
     assert "Traceback" not in sentence
 
 
+def test_a_broken_stream_says_whether_text_was_kept_and_not_how_the_client_names_it():
+    message = "the stream ended without [DONE]; the text so far is in .partial_text; try again"
+    kept = error_sentence(StreamError(message, partial_text="Once", request_id="req_3"))
+    assert kept == ("Error: the stream broke (the stream ended without [DONE]; try again); "
+                    "the text so far is kept (request req_3).")
+    assert "no text had arrived" in error_sentence(StreamError(message, partial_text=""))
+    assert ".partial_text" not in error_sentence(StreamError(message, partial_text=""))
+
+
 def test_error_sentence_is_one_line_and_hides_secrets():
     exc = InternalServerError("line one\nline two <html>  " + "x" * 1000 + " sk-SECRET", status_code=500)
     sentence = error_sentence(exc, secrets=["sk-SECRET"])
