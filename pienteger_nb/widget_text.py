@@ -68,7 +68,8 @@ def status_summary(
     """``model · 5 → 120 tokens (reported) · 2.31 s · finish: length``; ``Stopped · ...`` after a stop."""
     parts = [model, f"{prompt_tokens} → {completion_tokens} tokens ({usage_source})", f"{seconds:.2f} s"]
     if stopped:
-        return "Stopped · " + " · ".join(parts) + " · partial text kept"
+        kept = "partial text kept" if completion_tokens else "no text had arrived"
+        return "Stopped · " + " · ".join(parts) + " · " + kept
     parts.append(f"finish: {finish_reason or 'unknown'}")
     return " · ".join(parts)
 

@@ -136,6 +136,9 @@ def test_status_summary_figures():
                              finish_reason=None, usage_source="estimated", stopped=True)
     assert stopped.startswith("Stopped · m · 5 → 7 tokens (estimated)")
     assert "partial text kept" in stopped
+    before_any = status_summary(model="m", prompt_tokens=5, completion_tokens=0, seconds=0.1,
+                                finish_reason=None, usage_source="estimated", stopped=True)
+    assert before_any.endswith("· no text had arrived") and "kept" not in before_any
 
 
 def _answer(status, message="", *, code=None, param=None, retry_after=None, rid=None):
