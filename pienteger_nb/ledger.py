@@ -213,7 +213,14 @@ class UsageLog:
         """Write the rows to ``path``: CSV, or parquet when the name ends in ``.parquet``."""
         from .ledger_views import export_frame
 
-        return export_frame(self.frame(since, until, model=model, source=source), path)
+        frame = self.frame(since, until, model=model, source=source)
+        try:
+            return export_frame(frame, path)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if exc.filename and os.fspath(exc.filename) != os.fspath(path):  # a folder on the way
+                reason += f": {exc.filename}"
+            raise UsageLogError(f"cannot write the rows to {os.fspath(path)}: {reason}") from exc
 
     def plot(
         self, *, since: When = None, until: When = None, model: str | Iterable[str] | None = None,

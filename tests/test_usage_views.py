@@ -12,7 +12,14 @@ import sys
 import pandas as pd
 import pytest
 
-from pienteger_nb.ledger import UsageLog, add_usage_arguments, run_usage, summary_text, usage_summary
+from pienteger_nb.ledger import (
+    UsageLog,
+    UsageLogError,
+    add_usage_arguments,
+    run_usage,
+    summary_text,
+    usage_summary,
+)
 from pienteger_nb.types import CallRecord
 
 DAY1 = dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC)
@@ -219,6 +226,16 @@ def test_cli_on_a_missing_ledger_and_a_bad_since(tmp_path, log, capsys):
     assert "pienteger-nb usage: error: since='soon' is not a time" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli("--by", "week")
+
+
+def test_an_export_that_cannot_be_written_is_one_clear_line(log, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UsageLogError, match=r"cannot write the rows to .*a-file/rows\.csv: "):
+        log.export(blocker / "rows.csv")
+    assert run_usage(cli("--db", log.path, "--export", str(blocker / "rows.csv"))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pienteger-nb usage: error: cannot write the rows to ") and err.count("\n") == 1
 
 
 def test_the_command_line_reads_the_environment_s_ledger(log):
