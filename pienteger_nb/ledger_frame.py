@@ -88,9 +88,9 @@ def parse_when(value: When, *, name: str = "since", now: _dt.datetime | None = N
     now = now or _dt.datetime.now(_dt.UTC)
     if isinstance(value, _dt.timedelta):
         return time_to_us(now - value)
-    if isinstance(value, _dt.datetime):  # pandas Timestamps are datetimes too
+    if isinstance(value, _dt.datetime) and value == value:  # noqa: PLR0124 (pandas Timestamps too; NaT != NaT)
         return time_to_us(value)
-    if isinstance(value, _dt.date):
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
         return time_to_us(_dt.datetime(value.year, value.month, value.day))
     if isinstance(value, str):
         match = _RELATIVE.match(value)
@@ -107,10 +107,14 @@ def parse_when(value: When, *, name: str = "since", now: _dt.datetime | None = N
     )
 
 
-def _names(value: str | Iterable[str] | None) -> list[str] | None:
+def _names(value: str | Iterable[str] | None, *, name: str) -> list[str] | None:
     if value is None:
         return None
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{name}= takes a name or a list of names, got {value!r}")
+    return [str(v) for v in value]
 
 
 def where_clause(since: When, until: When, model: Any, source: Any) -> tuple[str, list[Any]]:
@@ -124,7 +128,7 @@ def where_clause(since: When, until: When, model: Any, source: Any) -> tuple[str
     if end is not None:
         clauses.append("time_us < ?")
         params.append(end)
-    for column, value in (("model", _names(model)), ("source", _names(source))):
+    for column, value in (("model", _names(model, name="model")), ("source", _names(source, name="source"))):
         if value is not None:
             clauses.append(f"{column} IN ({', '.join('?' * len(value))})")
             params.extend(value)

@@ -188,6 +188,10 @@ def test_filters_since_until_model_source(log):
     assert len(log.frame("90d")) == 7
     with pytest.raises(ValueError, match="since='last tuesday' is not a time.*1h, 7d"):
         log.frame("last tuesday")
+    with pytest.raises(ValueError, match="until=NaT is not a time"):
+        log.frame(until=pd.NaT)
+    with pytest.raises(TypeError, match="model= takes a name or a list of names, got 5"):
+        log.frame(model=5)
 
 
 def test_a_writer_that_skips_the_labels_table_is_still_read_right(log):
