@@ -1,10 +1,10 @@
 """Shell-like parsing of ``%%pienteger`` options and ``%pienteger`` subcommands.
 
 IPython's own ``parse_argstring`` keeps the quotes around values (``--suffix "the end"``
-arrives as ``"the end"`` with its quotes), so the line is split here with ``shlex`` instead:
-quotes are removed as in a shell. Backslashes are kept as typed (``\\n`` stays two
-characters, Windows paths survive); ``--stop`` and ``--suffix`` then read ``\\n``, ``\\t``
-and ``\\\\`` as newline, tab and backslash.
+arrives as ``"the end"`` with its quotes), so the line is split here instead: quotes are
+removed as in a shell, and a backslash escapes a quote. Other backslashes are kept as typed
+(``\\n`` stays two characters, Windows paths survive); ``--stop`` and ``--suffix`` then read
+``\\n``, ``\\t`` and ``\\\\`` as newline, tab and backslash.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import keyword
 import re
-import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -23,15 +22,50 @@ _ESCAPES = re.compile(r"\\([nt\\])")
 
 
 def split_line(line: str) -> list[str]:
-    """The words of a magic line, quotes removed as in a shell; UsageError on a stray quote."""
-    lexer = shlex.shlex(line, posix=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    lexer.escape = ""  # keep backslashes: "\n" must reach unescape(), not become "n"
-    try:
-        return list(lexer)
-    except ValueError as exc:  # "No closing quotation"
-        raise UsageError(f"could not read the options: {exc}; quote values as in a shell") from None
+    """The words of a magic line, quotes removed as in a shell; UsageError on a stray quote.
+
+    As in a shell, ``\\"`` is a quote inside double quotes, and outside quotes ``\\'``,
+    ``\\"`` and ``\\ `` (backslash space) are the character itself. Every other backslash
+    stays as typed (``\\n`` and ``\\\\`` reach ``unescape``; Windows paths survive).
+    """
+    words: list[str] = []
+    current: list[str] = []
+    in_word = False
+    quote = ""
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        nxt = line[i + 1] if i + 1 < len(line) else ""
+        if quote == "'":
+            if ch == "'":
+                quote = ""
+            else:
+                current.append(ch)
+        elif ch == "\\" and (nxt == "\\" or nxt == '"' or (not quote and (nxt == "'" or nxt.isspace()))):
+            current.append("\\\\" if nxt == "\\" else nxt)  # \\ stays two characters for unescape()
+            in_word = True
+            i += 1
+        elif quote:  # inside double quotes
+            if ch == '"':
+                quote = ""
+            else:
+                current.append(ch)
+        elif ch in "'\"":
+            quote = ch
+            in_word = True
+        elif ch.isspace():
+            if in_word:
+                words.append("".join(current))
+            current, in_word = [], False
+        else:
+            current.append(ch)
+            in_word = True
+        i += 1
+    if quote:
+        raise UsageError(f"could not read the options: No closing quotation ({quote}); quote values as in a shell")
+    if in_word:
+        words.append("".join(current))
+    return words
 
 
 def fill_words(words: list[str], namespace: Any) -> list[str]:

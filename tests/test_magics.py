@@ -187,6 +187,15 @@ def test_quotes_are_removed_and_escapes_read(ip: Any, magics: Any, env_emulator:
     assert sent["stream"] is True
 
 
+def test_quotes_inside_values_are_escaped_as_in_a_shell(ip: Any, magics: Any, env_emulator: Any) -> None:
+    line = r"""--suffix "say \"hi\" now" --stop 'it'\''s' --stop "\"" --stop a\ b --max-tokens 3"""
+    r = run(ip, f"%%pienteger {line}\nx")
+    assert r.res.success, r.text
+    sent = body(env_emulator)
+    assert sent["suffix"] == 'say "hi" now'
+    assert sent["stop"] == ["it's", '"', "a b"]
+
+
 def test_stop_and_suffix_values_may_start_with_a_dash(ip: Any, magics: Any, env_emulator: Any) -> None:
     # argparse alone reads "---" or "-x" after --stop as an unknown option ("expected one argument").
     r = run(ip, '%%pienteger --max-tokens 3 --stop "---" --stop -- --stop "-x" --suffix "-- the end"\nx')
