@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .batch_frame import COLUMNS, failed_row, is_na, ok_row, prompts_of, result_frame, take_resumed
+from .batch_frame import COLUMNS, a_type, failed_row, is_na, ok_row, prompts_of, result_frame, take_resumed
 from .errors import (
     AuthenticationError,
     NotFoundError,
@@ -98,6 +98,12 @@ def complete_many(
     ``pacing.RateLimiter`` between batches run one after another (or gives tests its clock);
     give either it or ``rpm``.
     """
+    if "stream" in params:
+        raise TypeError("complete_many chooses stream= itself (rows stream unless best_of > 1); leave it out")
+    if "prompt" in params:
+        raise TypeError("complete_many takes the prompts as its first argument, not prompt=")
+    if on_row is not None and not callable(on_row):
+        raise TypeError(f"on_row= must be a function (position, row), not {a_type(on_row)}")
     labels, items = prompts_of(prompts, resume)
     if limiter is not None and rpm is not None:
         raise ValueError("give rpm= or limiter=, not both (RateLimiter(rpm=...) takes the limit)")
@@ -288,7 +294,7 @@ class _Run:
 
     def _one(self, prompt: Any) -> dict[str, Any]:
         if not isinstance(prompt, str):
-            what = "missing" if prompt is None or is_na(prompt) else f"a {type(prompt).__name__}"
+            what = "missing" if prompt is None or is_na(prompt) else a_type(prompt)
             return failed_row("error", f"ValueError: the prompt is {what}, not a string")
         start = time.perf_counter()
         try:

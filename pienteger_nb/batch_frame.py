@@ -57,8 +57,16 @@ def is_na(value: Any) -> bool:
         return False
 
 
+def a_type(value: Any) -> str:
+    """``"an int"``, ``"a list"``: the value's type with its article, for messages."""
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
 def prompts_of(prompts: Iterable[Any] | None, resume: pd.DataFrame | None) -> tuple[pd.Index, list[Any]]:
     """The labels (a Series keeps its index) and the prompts as a list."""
+    if resume is not None and not isinstance(resume, pd.DataFrame):
+        raise TypeError(f"resume= takes the DataFrame an earlier complete_many returned, not {a_type(resume)}")
     if prompts is None:
         if resume is None:
             raise TypeError("complete_many needs prompts (or resume=a previous result)")
@@ -71,6 +79,8 @@ def prompts_of(prompts: Iterable[Any] | None, resume: pd.DataFrame | None) -> tu
         )
     if isinstance(prompts, pd.Series):
         return prompts.index, prompts.tolist()
+    if not isinstance(prompts, Iterable):
+        raise TypeError(f"prompts must be a list or Series of strings, got {a_type(prompts)}")
     items = list(prompts)
     return pd.RangeIndex(len(items)), items
 
@@ -114,4 +124,4 @@ def result_frame(labels: pd.Index, items: list[Any], rows: list[dict[str, Any] |
     return frame
 
 
-__all__ = ["COLUMNS", "failed_row", "is_na", "ok_row", "prompts_of", "result_frame", "take_resumed"]
+__all__ = ["COLUMNS", "a_type", "failed_row", "is_na", "ok_row", "prompts_of", "result_frame", "take_resumed"]

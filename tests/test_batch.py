@@ -111,7 +111,7 @@ def test_failed_rows_never_lose_the_others(emulator, client):
     bad = df[df["status"] == "error"]
     assert len(bad) == 4
     assert df.loc[6, "error"] == "ValueError: the prompt is missing, not a string"
-    assert df.loc[7, "error"] == "ValueError: the prompt is a int, not a string"
+    assert df.loc[7, "error"] == "ValueError: the prompt is an int, not a string"
     http = bad.loc[bad.index < 6, "error"]
     assert len(http) == 2 and all(e.startswith("BadRequestError: ") for e in http)
     ok = df[df["status"] == "ok"]
@@ -137,6 +137,16 @@ def test_a_bad_parameter_fails_once_before_anything_is_sent(emulator, client, ca
         complete_many(PROMPTS, client=client, concurrency=0)
     with pytest.raises(TypeError, match="not one string"):
         complete_many("one prompt", client=client)
+    with pytest.raises(TypeError, match="prompts must be a list or Series of strings, got an int"):
+        complete_many(5, client=client)
+    with pytest.raises(TypeError, match="resume= takes the DataFrame an earlier complete_many returned"):
+        complete_many(PROMPTS, client=client, resume="yes")
+    with pytest.raises(TypeError, match="on_row= must be a function"):
+        complete_many(PROMPTS, client=client, on_row="print")
+    with pytest.raises(TypeError, match="complete_many chooses stream= itself"):
+        complete_many(PROMPTS, client=client, stream=True)
+    with pytest.raises(TypeError, match="complete_many takes the prompts as its first argument, not prompt="):
+        complete_many(PROMPTS, client=client, prompt="x")
     assert completions(emulator) == []
     assert capsys.readouterr().err == ""  # no progress line for a batch that never started
 
