@@ -34,7 +34,8 @@ class Secret:
     __slots__ = ("_value",)
 
     def __init__(self, value: str | Secret):
-        self._value = value.get() if isinstance(value, Secret) else str(value)
+        # Surrounding whitespace is never part of a key: it comes with a paste or a file's last line.
+        self._value = value.get() if isinstance(value, Secret) else str(value).strip()
 
     def get(self) -> str:
         """The real key, for the ``X-Api-Key`` header only."""
@@ -224,13 +225,32 @@ def check_base_url(url: str) -> str:
     return str(url).strip().rstrip("/")
 
 
-def check_key_transport(url: str) -> None:
-    """Refuse to send a key over plain http to a host that is not loopback."""
+def check_key_transport(url: str, proxy: str | None = None) -> None:
+    """Refuse to send a key over plain http to a host that is not loopback, directly or via ``proxy``."""
     parts = urlsplit(url)
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if parts.scheme != "http":
+        return
+    if not is_loopback(parts.hostname):
         raise ConfigurationError(
             f"refusing to send the API key over plain http to {parts.hostname}; use https "
             "(plain http is allowed only to loopback, e.g. the bundled emulator)"
+        )
+    # A plain-http request goes to its proxy whole, X-Api-Key included.
+    proxy_host = urlsplit(proxy if "://" in (proxy or "") else f"http://{proxy}").hostname if proxy else None
+    if proxy and not is_loopback(proxy_host):
+        raise ConfigurationError(
+            f"refusing to send the API key over plain http through the proxy {proxy_host}; add "
+            f"{parts.hostname} to NO_PROXY (or use https)"
+        )
+
+
+def check_key_chars(key: Secret) -> None:
+    """Refuse a key that cannot go in a header (requests would quote it whole in its error)."""
+    value = key.get()
+    if not (value.isascii() and value.isprintable()):
+        raise ConfigurationError(
+            "the API key holds a character that cannot be sent in a header (a line break, a control "
+            "or non-ASCII character); check PIENTEGER_API_KEY or run %pienteger login again"
         )
 
 

@@ -121,6 +121,8 @@ def status_error(
     """The APIStatusError subclass for an error answer; its message says what to do."""
     error: dict[str, Any] = {}
     text = body.decode("utf-8", "replace").strip()
+    if secret:  # never echo a key back, in any field, nor a piece of it cut off below
+        text = text.replace(secret, config.mask(secret))
     try:
         parsed = json.loads(text) if text else None
     except ValueError:
@@ -145,8 +147,6 @@ def status_error(
             message = f"{message} {hint[0].upper()}{hint[1:]}"
         else:
             message = f"{message}: {hint}"
-    if secret:
-        message = message.replace(secret, config.mask(secret))  # never echo a key back
     cls = status_error_class(status)
     return cls(
         message,

@@ -25,6 +25,7 @@ from typing import Any, Self
 
 import requests
 
+from .config import Secret
 from .errors import APIConnectionError, APITimeoutError, PientegerError, StreamError
 from .httperrors import map_exception
 from .results import CallState, estimated_usage, merge_logprobs, usage_from
@@ -44,8 +45,10 @@ class Stream:
         call: CallState,
         report: Callable[[CallRecord], None],
         timeout: float | None = None,
+        secret: Secret | None = None,
     ):
         self._response = response
+        self._secret = secret  # masked out of error messages: a service may quote the key back
         self._call = call
         self._report = report
         self._timeout = timeout
@@ -259,13 +262,16 @@ class Stream:
             )
         return mapped
 
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret.get(), self._secret.masked) if self._secret else text
+
     def _parse_slow(self, data: str) -> Any:
         """json.loads for what the fast scanner refused (e.g. leading space), else a StreamError."""
         try:
             return json.loads(data)
         except ValueError:
             raise StreamError(
-                f"the service sent a malformed event (not JSON): {data[:60]!r}; the text so far is in "
+                f"the service sent a malformed event (not JSON): {self._redact(data)[:60]!r}; the text so far is in "
                 ".partial_text",
                 partial_text=self.text,
                 request_id=self.request_id,
@@ -275,8 +281,8 @@ class Stream:
         err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
         detail = ", ".join(f"{k} {err[k]}" for k in ("type", "code") if err.get(k))
         raise StreamError(
-            f"the service reported an error mid-stream: {err.get('message') or 'no message'}"
-            + (f" ({detail})" if detail else "")
+            self._redact(f"the service reported an error mid-stream: {err.get('message') or 'no message'}"
+                         + (f" ({detail})" if detail else ""))
             + "; the text so far is in .partial_text",
             partial_text=self.text,
             request_id=self.request_id,
@@ -292,7 +298,7 @@ class Stream:
         except (StopIteration, ValueError):
             obj = self._parse_slow(data)
         if type(obj) is not dict:
-            raise StreamError(f"unexpected event {data[:60]!r}", partial_text=self.text,
+            raise StreamError(f"unexpected event {self._redact(data)[:60]!r}", partial_text=self.text,
                               request_id=self.request_id)
         if "error" in obj:
             self._raise_error_event(obj)

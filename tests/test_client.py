@@ -385,3 +385,62 @@ def test_proxy_settings_come_from_the_environment(emulator, monkeypatch):
     with Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0, on_call=False) as c:
         assert c.complete("x", max_tokens=1).choices
     assert len(emulator.requests) == 1
+
+
+def test_error_bodies_that_echo_the_key_never_show_it(client, emulator):
+    # A service (or a proxy) may quote the key back in any field of its error body.
+    emulator.queue_fault("status", status=400, message=f"bad key {TEST_KEY}", code=TEST_KEY, type=TEST_KEY)
+    with pytest.raises(BadRequestError) as info:
+        client.complete("x")
+    err = info.value
+    assert all(TEST_KEY not in str(v) for v in (err, repr(err), err.message, err.code, err.type))
+    assert "****" in err.message
+
+
+def test_a_key_with_stray_characters_is_refused_without_showing_it(emulator, records):
+    import traceback
+
+    # Pasted keys often carry a newline; surrounding whitespace is dropped, anything else refused.
+    assert Client(api_key=f" {TEST_KEY}\n", base_url=emulator.url).complete("x", max_tokens=1).choices
+    for bad in (f"{TEST_KEY[:8]}\n{TEST_KEY[8:]}", f"{TEST_KEY[:8]}€{TEST_KEY[8:]}"):
+        c = Client(api_key=bad, base_url=emulator.url, on_call=records.append)
+        with pytest.raises(ConfigurationError, match="API key") as info:
+            c.complete("x")
+        shown = "".join(traceback.format_exception(info.value))
+        assert TEST_KEY[8:] not in shown and repr(bad)[1:-1] not in shown
+    assert records == [] and len(emulator.requests) == 1
+
+
+def test_key_never_over_plain_http_through_a_remote_proxy(emulator, monkeypatch, records):
+    # A plain-http URL through a proxy hands the whole request, X-Api-Key included, to the proxy.
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.com:3128")
+    c = Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0, on_call=records.append)
+    with pytest.raises(ConfigurationError, match="proxy.example.com"):
+        c.complete("x")
+    assert records == []
+
+
+def test_close_closes_pooled_connections_even_while_a_stream_is_kept(client, emulator):
+    import gc
+    import socket
+
+    def open_to_emulator() -> list[socket.socket]:
+        """Client sockets still open to the emulator (its own sockets have it as their local end)."""
+        found = []
+        for obj in gc.get_objects():
+            if isinstance(obj, socket.socket) and obj.family in (socket.AF_INET, socket.AF_INET6) \
+                    and obj.fileno() != -1:
+                try:
+                    if obj.getpeername()[1] == emulator.port:
+                        found.append(obj)
+                except OSError:  # a listening or unconnected socket
+                    pass
+        return found
+
+    with client.stream("Hi", max_tokens=5) as s:  # finished: its connection goes back to the pool
+        list(s)
+    assert len(open_to_emulator()) == 1
+    client.close()
+    assert open_to_emulator() == [] and s.completion is not None

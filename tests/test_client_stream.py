@@ -267,3 +267,10 @@ def test_streamed_logprobs_are_merged_per_choice(client):
         lp = choice.logprobs
         assert lp is not None and len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"])
         assert "".join(lp["tokens"]) == choice.text
+
+
+def test_an_error_event_that_echoes_the_key_never_shows_it(client, emulator, records):
+    emulator.queue_fault("error_event", after=1, message=f"key {TEST_KEY} is revoked", code=TEST_KEY)
+    with pytest.raises(StreamError, match="revoked") as info, client.stream("Hi", max_tokens=40) as s:
+        list(s)
+    assert TEST_KEY not in str(info.value) and TEST_KEY not in records[-1].error
