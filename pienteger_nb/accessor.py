@@ -73,7 +73,7 @@ class FrameAccessor:
         ``template`` is filled from each row's columns (``"Summarise: {review}"``). The frame
         itself is not changed. Failed rows get NA in ``out``; when any row failed an
         ``{out}_error`` column says why. A row with NA in a column the template uses is not
-        sent (its error: "the prompt is missing"). ``tokens=True`` adds ``{out}_prompt_tokens``,
+        sent (its error names the column). ``tokens=True`` adds ``{out}_prompt_tokens``,
         ``{out}_completion_tokens`` and ``{out}_total_tokens``. ``resume=True`` redoes only
         rows whose ``out`` is NA (after an interrupt). Other keywords go to ``complete_many``
         (``model``, ``concurrency``, ``progress``, ``max_tokens``, ...).
@@ -95,23 +95,35 @@ class FrameAccessor:
         # By position, not label: an index may repeat labels (pd.concat), and .loc would misalign.
         rows = np.flatnonzero(redo)
 
-        def put(name: str, values: pd.Series, empty: Any, dtype: str | None = None) -> None:
+        def put(name: str, values: Any, empty: Any, dtype: str | None = None) -> None:
             if name in result.columns:
                 column = result[name].to_numpy(dtype=object, copy=True)
             else:
                 column = np.full(len(result), empty, dtype=object)
-            column[rows] = values.to_numpy(dtype=object)
+            column[rows] = np.asarray(values, dtype=object)
             result[name] = pd.array(column, dtype=dtype) if dtype else column
 
         ok = batch["status"] == "ok"
         put(out, batch["text"].where(ok, None), None)
         err_col = f"{out}_error"
         if (~ok).any() or err_col in result.columns:
-            put(err_col, batch["error"], "")
+            put(err_col, self._unsent_reasons(template, batch["error"], prompts.isna().to_numpy()[rows], rows), "")
         if tokens:
             for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
                 put(f"{out}_{name}", batch[name], pd.NA, "Int64")
         return result
+
+    def _unsent_reasons(self, template: str, errors: pd.Series, unsent: Any, rows: Any) -> Any:
+        """The batch's errors, with the NA columns named for the rows that were not sent."""
+        errors = errors.to_numpy(dtype=object, copy=True)
+        if unsent.any():
+            fields = set(_NAMES.findall(template))
+            used = [c for c in self._frame.columns if isinstance(c, str) and c in fields]
+            for i, gaps in zip(np.flatnonzero(unsent), self._frame.iloc[rows[unsent]][used].isna().to_numpy()):
+                names = [c for c, gap in zip(used, gaps, strict=True) if gap]
+                verb = "is" if len(names) == 1 else "are"
+                errors[i] = f"ValueError: {', '.join(names)} {verb} NA in this row, so it was not sent"
+        return errors
 
 
 @pd.api.extensions.register_series_accessor("pienteger")
