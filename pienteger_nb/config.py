@@ -222,6 +222,11 @@ def check_base_url(url: str) -> str:
         )
     if parts.username or parts.password:
         raise ConfigurationError("base URL must not carry credentials; use PIENTEGER_API_KEY for the key")
+    if parts.query or parts.fragment or str(url).strip().endswith(("?", "#")):
+        raise ConfigurationError(
+            f"base URL {url!r} must not have a query string or fragment (paths are added after it); "
+            f"set PIENTEGER_BASE_URL to e.g. {DEFAULT_BASE_URL}"
+        )
     return str(url).strip().rstrip("/")
 
 

@@ -91,9 +91,15 @@ def _hint(status: int, code: str | None, path: str, retry_after: float | None, p
     if status == 403:
         return "this key is not allowed to do that; check its permissions"
     if status == 404:
-        if "completions" in path or "/models/" in path:
+        root = "check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)"
+        if "completions" not in path and "/models/" not in path:
+            return root
+        if param == "model":
             return "check the model name (%pienteger models or client.models() lists them)"
-        return "check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)"
+        if code:  # the service named another reason (e.g. unknown_url): not the model
+            return root
+        # No code (a bare or HTML 404): an unknown model and a wrong address look alike.
+        return f"check the model name (%pienteger models or client.models() lists them), and {root}"
     if status == 429:
         if code == "insufficient_quota":
             return "your quota is used up; check your plan (retrying will not help)"

@@ -444,3 +444,20 @@ def test_close_closes_pooled_connections_even_while_a_stream_is_kept(client, emu
     assert len(open_to_emulator()) == 1
     client.close()
     assert open_to_emulator() == [] and s.completion is not None
+
+
+def test_a_base_url_without_the_api_root_says_to_check_it(emulator):
+    root = emulator.url.rsplit("/oaiv1", 1)[0]  # a common slip: the host without /oaiv1
+    c = Client(api_key=TEST_KEY, base_url=root, max_retries=0)
+    for call in (lambda: c.complete("x"), c.models, lambda: c.model("text-ada-001")):
+        with pytest.raises(NotFoundError, match="PIENTEGER_BASE_URL"):
+            call()
+    emulator.queue_fault("status", status=404, body="html")  # no code: model or path, it cannot say
+    with pytest.raises(NotFoundError, match=r"model name.*PIENTEGER_BASE_URL"):
+        Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0).complete("x")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765/oaiv1?x=1", "https://api.pienteger.com/oaiv1#top"])
+def test_a_base_url_with_a_query_or_fragment_is_refused(url):
+    with pytest.raises(ConfigurationError, match="query"):
+        Client(api_key=TEST_KEY, base_url=url)
