@@ -81,6 +81,13 @@ def test_429_with_retry_after_seconds_and_ms_and_a_code(session, emulator):
     assert resp.json()["error"]["code"] == "insufficient_quota"
 
 
+def test_retry_after_as_an_http_date_in_the_header(session, emulator):
+    # The date holds a comma, which also separates faults: only a known kind starts a new one.
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    resp = post(session, emulator, f"status;status=503;retry_after={date}, keepalive")
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == date
+
+
 def test_status_fault_applies_to_a_stream_before_any_event(session, emulator):
     resp = post(session, emulator, "status;status=500", stream=True)
     assert resp.status_code == 500 and resp.json()["error"]["type"] == "server_error"

@@ -73,10 +73,22 @@ def _value(text: str) -> Any:
     return text
 
 
+def _specs(value: str) -> list[str]:
+    """The header split into one spec per fault: a comma starts a new one only before a fault's
+    name, so an option may hold commas (``retry_after=Wed, 21 Oct 2015 07:28:00 GMT``)."""
+    specs: list[str] = []
+    for piece in value.split(","):
+        if specs and piece.split(";")[0].strip() not in KINDS:
+            specs[-1] += "," + piece
+        else:
+            specs.append(piece)
+    return specs
+
+
 def parse_header(value: str) -> list[Fault]:
     """The faults an ``X-Emulator-Fault`` header asks for; a bad spelling is a 400 naming it."""
     faults = []
-    for spec in value.split(","):
+    for spec in _specs(value):
         parts = [p.strip() for p in spec.split(";") if p.strip()]
         if not parts:
             continue
