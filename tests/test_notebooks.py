@@ -141,6 +141,8 @@ def test_usage_analysis_notebook(env_emulator, tmp_path):
     assert TEST_KEY not in text and TEST_KEY not in html
     _assert_only_tagged_errors(nb)
     assert "no-such-model" in _text(_cell(nb, "failures ="))
+    assert "cost" in _text(_cell(nb, "prices ="))
+    assert "text-ada-001" in _text(_cell(nb, 'usage(since="1h"'))
     plot = _cell(nb, "try:\n    import matplotlib")
     assert any("image/png" in o.get("data", {}) for o in plot.outputs), "the plot is missing"
     ledger = _ledger()
@@ -152,9 +154,11 @@ def test_batch_notebook(env_emulator, tmp_path):
     nb, text, html = _run("batch.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
     _assert_only_tagged_errors(nb)
-    assert "summary" in _text(_cell(nb, "summaries ="))
+    assert "summary" in _text(_cell(nb, "template ="))
     ledger = _ledger()
-    assert (ledger["source"].astype(str) == "batch").sum() == 9  # 6 reviews + 3 questions
+    assert "review is NA in this row" in _text(_cell(nb, "summaries.loc[6, ["))
+    # 6 reviews, the 7th only once its text is there (resume: one call), 3 questions
+    assert (ledger["source"].astype(str) == "batch").sum() == 10
     assert set(ledger["status"].astype(str)) == {"ok"}
     bodies = [r.body for r in env_emulator.requests if r.path.endswith("/completions")]
     assert any("kettle" in str(b.get("prompt")) for b in bodies)
