@@ -216,11 +216,15 @@ def stop_emulator(magics: PientegerMagics) -> str | None:
     emu.stop()
     base_url, key = magics._saved_settings or (None, None)
     magics._saved_settings = None
-    if base_url is None:
-        config.clear_kernel("base_url")
-    else:
-        config.set_kernel("base_url", base_url)
-    config.set_kernel_key(key)
+    # Only what still points at the emulator goes back: a login or a base_url set while it
+    # ran is the user's newer choice.
+    if config.lookup("base_url") == (emu.url, "kernel"):
+        if base_url is None:
+            config.clear_kernel("base_url")
+        else:
+            config.set_kernel("base_url", base_url)
+    if config.api_key() == (config.Secret(emu.api_key), "kernel"):
+        config.set_kernel_key(key)
     return str(emu.url)
 
 

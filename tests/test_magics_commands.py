@@ -206,6 +206,16 @@ def test_emulator_start_points_the_kernel_at_it_and_stop_restores(ip: Any, magic
     assert "no emulator" in run(ip, "%pienteger emulator stop").cap.stdout
 
 
+def test_emulator_stop_keeps_what_was_set_while_it_ran(ip: Any, magics: Any, monkeypatch: Any) -> None:
+    assert run(ip, "%pienteger emulator start").res.success
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": TEST_KEY)
+    assert run(ip, "%pienteger login").res.success  # the user's own key, after the start
+    assert run(ip, "%pienteger config base_url=https://example.invalid/oaiv1").res.success
+    assert run(ip, "%pienteger emulator stop").res.success
+    assert config.api_key() == (config.Secret(TEST_KEY), "kernel")
+    assert config.lookup("base_url") == ("https://example.invalid/oaiv1", "kernel")
+
+
 def test_emulator_needs_an_action(ip: Any, magics: Any) -> None:
     r = run(ip, "%pienteger emulator restart")
     assert r.res.success is False and len(r.lines) == 1 and "invalid choice" in r.lines[0]
