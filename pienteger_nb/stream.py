@@ -213,7 +213,7 @@ class Stream:
                     self._reading = True
             if done:  # even if close() raced with the last event: it did finish
                 self._end("ok")
-                _drain(source)
+                _drain(self._response, source)
             elif self._cancelled:
                 self._end("cancelled")
             else:
@@ -390,16 +390,31 @@ class Stream:
         )
 
 
-def _drain(source: Iterator[bytes], limit: int = 65536) -> None:
+def _drain(response: requests.Response, source: Iterator[bytes], limit: int = 65536) -> None:
     """Read the few bytes after ``[DONE]`` (the chunked body's terminator), so the connection
     goes back to the pool instead of being closed: the next stream skips a TCP (and TLS) handshake.
-    Anything larger than ``limit`` is not worth waiting for; the connection is closed instead."""
+
+    Only bytes that have already arrived: the socket is non-blocking meanwhile, because a server
+    may hold the body open after ``[DONE]`` and the caller must not wait for it. A read that would
+    wait fails, and so does anything past ``limit``; the connection is then closed, not pooled."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is None:
+        return
+    try:
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+    except OSError:
+        return
     seen = 0
-    with contextlib.suppress(Exception):
-        for piece in source:
-            seen += len(piece)
-            if seen > limit:
-                break
+    try:
+        with contextlib.suppress(Exception):
+            for piece in source:
+                seen += len(piece)
+                if seen > limit:
+                    break
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(timeout)
 
 
 __all__ = ["Stream"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -274,3 +275,38 @@ def test_an_error_event_that_echoes_the_key_never_shows_it(client, emulator, rec
     with pytest.raises(StreamError, match="revoked") as info, client.stream("Hi", max_tokens=40) as s:
         list(s)
     assert TEST_KEY not in str(info.value) and TEST_KEY not in records[-1].error
+
+
+@pytest.mark.timeout(30)  # a client that waits for the terminator hangs here (read timeout 600 s)
+def test_a_body_held_open_after_done_does_not_hold_the_caller(records):
+    """After [DONE] the client takes the chunked terminator only if it is already there; it never waits."""
+    import socket
+
+    release = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            events = b'data: {"choices":[{"text":"one","index":0,"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + b"%x\r\n%s\r\n" % (len(events), events))
+            release.wait(30)  # the terminator comes only when the test is over
+            with contextlib.suppress(OSError):
+                conn.sendall(b"0\r\n\r\n")
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append,
+                   timeout=600)
+        with c.stream("x") as s:
+            assert list(s) == ["one"]
+            done_before_release = not release.is_set()
+        assert done_before_release and s.completion.text == "one" and records[-1].status == "ok"
+    finally:
+        release.set()
+        server.join(10)
+        listener.close()
