@@ -9,6 +9,7 @@ module registers the accessor (``df.pienteger``, ``s.pienteger``); it imports pa
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import queue
@@ -30,11 +31,11 @@ from .errors import (
     RateLimitError,
 )
 from .pacing import Cancelled, RateLimiter
-from .progress import make_progress
+from .progress import make_progress, running_cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
-    from .types import Completion
+    from .types import CallRecord, Completion
 
 log = logging.getLogger("pienteger_nb")
 
@@ -137,6 +138,22 @@ def complete_many(
     return result_frame(labels, items, rows)
 
 
+def _in_this_cell(client: Client) -> Any:
+    """The client's recorder, stamping each row with the running cell's number when there is one.
+
+    Worker threads make the calls, so the recorder cannot look the cell up itself.
+    """
+    recorder = client._recorder()
+    cell = running_cell()
+    if recorder is None or cell is None:
+        return client.on_call
+
+    def record(rec: CallRecord) -> None:
+        recorder(dataclasses.replace(rec, execution_count=cell) if rec.execution_count is None else rec)
+
+    return record
+
+
 def _caller_level() -> int:
     """``stacklevel`` for a warning raised where this is called: the first frame outside the package.
 
@@ -170,7 +187,9 @@ class _Run:
         limiter: RateLimiter,
     ):
         self.limiter = limiter
-        self.client = client.with_options(source="batch", pacer=limiter, sleep=limiter.sleep)
+        self.client = client.with_options(
+            source="batch", pacer=limiter, sleep=limiter.sleep, on_call=_in_this_cell(client)
+        )
         self.items, self.rows, self.model, self.params = items, rows, model, params
         self.stream = _streams(params)
         self.todo: collections.deque[int] = collections.deque(todo)

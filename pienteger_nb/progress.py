@@ -32,6 +32,17 @@ def in_kernel() -> bool:
     return bool(has_trait and has_trait("kernel"))
 
 
+def running_cell() -> int | None:
+    """The number (``In [n]``) of the IPython or notebook cell running now; None outside a cell."""
+    ipython_mod = sys.modules.get("IPython")
+    get_ipython = getattr(ipython_mod, "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    # The displayhook holds the running cell's result from its start to its end, and only then.
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    count = getattr(result, "execution_count", None)
+    return count if isinstance(count, int) else None
+
+
 def describe(done: int, total: int, errors: int, elapsed: float, *, finished: bool = False) -> str:
     """The one-line summary: counts, errors, rate and ETA (or total time when finished)."""
     parts = [f"{done}/{total}"]
@@ -160,4 +171,4 @@ def make_progress(progress: bool | str, total: int, **kw: Any) -> Progress:
     raise ValueError(f"progress must be True, False, 'widget' or 'text', got {progress!r}")
 
 
-__all__ = ["Progress", "TextProgress", "WidgetProgress", "describe", "in_kernel", "make_progress"]
+__all__ = ["Progress", "TextProgress", "WidgetProgress", "describe", "in_kernel", "make_progress", "running_cell"]

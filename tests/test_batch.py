@@ -357,3 +357,15 @@ def test_the_interrupt_warning_points_at_the_caller_s_line(emulator, client):
     with pytest.warns(BatchInterruptedWarning) as through_accessor:
         pd.DataFrame({"w": ["a", "b"]}).pienteger.complete("{w}", **options)
     assert [w.filename for w in [*direct, *through_accessor]] == [__file__, __file__]
+
+
+def test_a_batch_run_in_a_cell_records_the_cell_s_number(env_emulator, ip):
+    # Worker threads make the calls, but the rows belong to the cell that ran the batch.
+    import pienteger_nb
+
+    ip.run_cell("import pienteger_nb", store_history=True)
+    result = ip.run_cell("pienteger_nb.complete_many(['a', 'b'], progress=False, max_tokens=2)", store_history=True)
+    assert result.success and result.execution_count is not None
+    complete_many(["c"], progress=False, max_tokens=2)  # outside any cell: no number
+    counts = [None if pd.isna(n) else n for n in pienteger_nb.usage(source="batch")["execution_count"]]
+    assert counts == [result.execution_count] * 2 + [None]
