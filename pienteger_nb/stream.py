@@ -302,6 +302,18 @@ class Stream:
                               request_id=self.request_id)
         if "error" in obj:
             self._raise_error_event(obj)
+        try:
+            return self._fold(obj)
+        except (AttributeError, TypeError, ValueError):
+            raise StreamError(
+                f"the service sent an event of an unexpected shape: {self._redact(data)[:60]!r}; the text "
+                "so far is in .partial_text",
+                partial_text=self.text,
+                request_id=self.request_id,
+            ) from None
+
+    def _fold(self, obj: dict[str, Any]) -> str:
+        """``_apply`` for a parsed event; a field of the wrong type raises TypeError before it is kept."""
         if not self._id:
             self._id = str(obj.get("id") or "")
             self._model = str(obj.get("model") or "")
@@ -313,6 +325,8 @@ class Stream:
         for choice in obj.get("choices") or ():
             index = choice.get("index", 0)
             text = choice.get("text")
+            if type(index) is not int or (text is not None and type(text) is not str):
+                raise TypeError("index must be an int and text a str")
             if text:
                 pieces = self._pieces.get(index)
                 if pieces is None:

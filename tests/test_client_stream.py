@@ -310,3 +310,36 @@ def test_a_body_held_open_after_done_does_not_hold_the_caller(records):
         release.set()
         server.join(10)
         listener.close()
+
+
+@pytest.mark.parametrize("event", [
+    b'{"choices":[{"text":5,"index":0}]}',
+    b'{"choices":[null]}',
+    b'{"choices":[{"text":"a","index":"0"}]}',
+    b'{"choices":[{"text":"a","index":0}],"created":"yesterday"}',
+])
+def test_an_event_of_the_wrong_shape_is_a_stream_error_recorded_once(records, event):
+    import socket
+
+    body = b"data: " + event + b"\n\ndata: [DONE]\n\n"
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append,
+                   timeout=10)
+        with pytest.raises(StreamError, match="unexpected shape"), c.stream("x") as s:
+            list(s)
+        assert [r.status for r in records] == ["error"] and s.status == "error"
+    finally:
+        server.join(10)
+        listener.close()
