@@ -169,6 +169,7 @@ class PromptForm(FormView):
         stream = bool(self.stream.value)
         # Checked exactly as the call will be (ranges, key, URL), so bad input never starts a thread.
         client.request_preview(prompt, model=model, stream=stream, **params)
+        client.require_key()  # the preview shows a request without one; the call would fail
         return _Job(client=client, prompt=prompt, model=model, stream=stream, params=params)
 
     def submit(self) -> threading.Thread | None:

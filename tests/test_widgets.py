@@ -265,8 +265,9 @@ def test_unreachable_service_and_a_later_fix(monkeypatch: pytest.MonkeyPatch, em
     assert form.model_text in form._model_row.children
     assert "no Pienteger API key" in form.status_text
     form.prompt.value = "Hello"
-    assert form.submit() is None or form.wait(WAIT)
+    assert form.submit() is None  # refused at once: no thread, no "Streaming..." flash
     assert form.status_text.startswith("Error: no Pienteger API key")
+    assert form.submit_button.disabled is False and form.history == []
     monkeypatch.setenv("PIENTEGER_API_KEY", TEST_KEY)  # settings are read again: the form recovers
     form.refresh_button.click()
     assert form.model in form._model_row.children
