@@ -385,9 +385,18 @@ class Client:
         try:
             resp = self._request("POST", "/completions", body=body, stream=False, call=call)
             data = self._json(resp, call)
+            if isinstance(data, dict) and isinstance(data.get("error"), dict):  # an error, sent as a 200
+                err = status_error(call.http_status or 200, json.dumps(data).encode(), resp.headers,
+                                   secret=self._key.get() if self._key else None)
+                raise APIConnectionError(f"the service answered with an error: {err.message}")
             if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
                 raise APIConnectionError("the service's answer has no choices; check PIENTEGER_BASE_URL")
-            result = completion_from(data, call=call, latency_s=time.perf_counter() - call.started)
+            try:
+                result = completion_from(data, call=call, latency_s=time.perf_counter() - call.started)
+            except (AttributeError, TypeError, ValueError):
+                raise APIConnectionError(
+                    "the service's answer has an unexpected shape (a field of the wrong type); try again"
+                ) from None
         except BaseException as exc:
             status = "error" if isinstance(exc, Exception) else "cancelled"
             self._report(call.record(status, error=exc if isinstance(exc, Exception) else None))

@@ -100,9 +100,12 @@ def choices_from(items: Any) -> tuple[Choice, ...]:
         if not isinstance(item, dict):
             continue
         index = item.get("index")
+        text = item.get("text") or ""
+        if not isinstance(text, str):
+            raise TypeError(f"choice text must be a string, got {type(text).__name__}")
         out.append(
             Choice(
-                text=item.get("text") or "",
+                text=text,
                 index=int(index) if isinstance(index, int) else position,
                 finish_reason=item.get("finish_reason"),
                 logprobs=item.get("logprobs"),

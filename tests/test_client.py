@@ -461,3 +461,33 @@ def test_a_base_url_without_the_api_root_says_to_check_it(emulator):
 def test_a_base_url_with_a_query_or_fragment_is_refused(url):
     with pytest.raises(ConfigurationError, match="query"):
         Client(api_key=TEST_KEY, base_url=url)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"choices":[{"text":5,"index":0}]}', "unexpected shape"),
+    (b'{"choices":[{"text":"a","index":0}],"created":"yesterday"}', "unexpected shape"),
+    (b'{"error":{"message":"the quota is used up","code":"insufficient_quota"}}', "the quota is used up"),
+])
+def test_a_plain_answer_of_the_wrong_shape_is_our_error(records, body, message):
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/oaiv1",
+                   on_call=records.append, max_retries=0)
+        with pytest.raises(APIConnectionError, match=message):
+            c.complete("x")
+        assert [r.status for r in records] == ["error"]
+    finally:
+        server.join(10)
+        listener.close()
