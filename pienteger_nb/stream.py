@@ -417,7 +417,7 @@ def _drain(response: requests.Response, source: Iterator[bytes], limit: int = 65
     try:
         timeout = sock.gettimeout()
         sock.settimeout(0)
-    except OSError:
+    except Exception:  # noqa: BLE001 - a socket-like object that cannot: just do not drain
         return
     seen = 0
     try:
@@ -427,7 +427,7 @@ def _drain(response: requests.Response, source: Iterator[bytes], limit: int = 65
                 if seen > limit:
                     break
     finally:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(Exception):
             sock.settimeout(timeout)
 
 
