@@ -15,6 +15,12 @@ from .errors import (
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", ",": ","}
 MAX_SENTENCE = 400
+# What the client advises Python callers after a read timeout (stream's .text, Client(timeout=...)).
+_CLIENT_TIMEOUT_ADVICE = (
+    "; the text so far is on the stream's .text",
+    "; try again or raise Client(timeout=...)",
+    "; try again",
+)
 
 
 def unescape(text: str) -> str:
@@ -94,7 +100,10 @@ def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
     elif isinstance(exc, ConfigurationError):
         text = str(exc)
     elif isinstance(exc, APITimeoutError):
-        text = f"no answer in time ({exc}); try again, or raise the timeout with %pienteger config timeout=120"
+        cause = str(exc)
+        for clause in _CLIENT_TIMEOUT_ADVICE:  # advice for Python callers, not for a form
+            cause = cause.replace(clause, "")
+        text = f"no answer in time ({cause}); try again, or raise the timeout with %pienteger config timeout=120"
     elif isinstance(exc, APIConnectionError):
         text = f"{exc}; if it keeps failing, check PIENTEGER_BASE_URL and the network"
     elif isinstance(exc, StreamError):

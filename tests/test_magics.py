@@ -405,6 +405,17 @@ def test_api_errors_are_one_line_and_fail_the_cell(
     assert "could not connect" not in r.text
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_timeout_gives_the_magic_advice_once(ip: Any, magics: Any, env_emulator: Any, stream: bool) -> None:
+    run(ip, "%pienteger config timeout=0.2 max_retries=0")
+    env_emulator.queue_fault("stall", after=2)  # streamed: two events, then silence; plain: silence
+    r = run(ip, "%%pienteger --max-tokens 20" + ("" if stream else " --no-stream") + "\nHello")
+    assert r.res.success is False
+    (line,) = r.lines
+    assert "no answer in time" in line and line.endswith("%pienteger config timeout=SECONDS, or try again")
+    assert ".text" not in line and "Client(" not in line and line.count("try again") == 1, line
+
+
 def test_debug_shows_the_full_traceback(ip: Any, magics: Any, env_emulator: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("PIENTEGER_API_KEY", "pk-wrong-000000000000000000")
     run(ip, "%pienteger config debug=true")

@@ -187,6 +187,16 @@ def test_a_broken_stream_says_whether_text_was_kept_and_not_how_the_client_names
     assert ".partial_text" not in error_sentence(StreamError(message, partial_text=""))
 
 
+def test_a_timeout_sentence_names_no_client_attributes():
+    stalled = ("the stream stalled: nothing arrived for 0.5 s (read timeout); "
+               "the text so far is on the stream's .text; try again")
+    silent = "the service sent nothing within 0.5 s (read timeout); try again or raise Client(timeout=...)"
+    for message in (stalled, silent):
+        sentence = error_sentence(APITimeoutError(message))
+        assert ".text" not in sentence and "Client(" not in sentence and sentence.count("try again") == 1
+        assert sentence.endswith("raise the timeout with %pienteger config timeout=120."), sentence
+
+
 def test_error_sentence_is_one_line_and_hides_secrets():
     exc = InternalServerError("line one\nline two <html>  " + "x" * 1000 + " sk-SECRET", status_code=500)
     sentence = error_sentence(exc, secrets=["sk-SECRET"])
