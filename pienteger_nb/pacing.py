@@ -110,6 +110,11 @@ class RateLimiter:
                 value = _as_int((ratelimit or {}).get(kind))
                 if value is None:
                     continue
+                last = self._remaining.get(kind)
+                if kind == "requests" and last is not None and last < value <= last + self.concurrency:
+                    # The answer to an earlier request, overtaken by a later one in flight at the
+                    # same time: stale, not a refill of the window. Keep the lower count.
+                    value = last
                 self._remaining[kind] = value
                 if value + 1 > self._cap.get(kind, 0):
                     self._cap[kind] = value + 1

@@ -126,6 +126,17 @@ def test_low_remaining_requests_slows_to_the_sustainable_pace():
     assert lim.interval() == 0.0
 
 
+def test_an_answer_overtaken_by_a_later_one_does_not_undo_a_low_count():
+    # Two workers: the answer to request 15 (5 left) can arrive after the one to request 16 (4 left).
+    lim = RateLimiter(concurrency=2)
+    lim.observe(200, None, {"requests": 19})  # capacity 20 a minute
+    lim.observe(200, None, {"requests": 4})  # low: one start every 3 s
+    lim.observe(200, None, {"requests": 5})  # stale, not a refill
+    assert lim.interval() == pytest.approx(3.0)
+    lim.observe(200, None, {"requests": 18})  # the window refilled: full speed again
+    assert lim.interval() == 0.0
+
+
 def test_low_means_at_least_twice_the_requests_in_flight():
     lim = RateLimiter(concurrency=16)
     lim.observe(200, None, {"requests": 99})
