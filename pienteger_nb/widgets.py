@@ -22,6 +22,9 @@ from .widget_text import error_sentence, parse_stop, status_summary, unescape
 from .widget_view import UPDATE_INTERVAL, FormView, _Painter, _start_timer
 
 HISTORY_LENGTH = 20
+# Seconds the model listing may take: the cell that makes the form waits for it (the client's
+# own read timeout, 60 s by default, is meant for completions).
+LIST_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ class PromptForm(FormView):
         try:
             if client is None:
                 raise self._client_error or PientegerError("no client")
-            lister = client.with_options(max_retries=0)  # a form should not hang on a listing
+            # A form should not hang on a listing: no retries, and a short wait.
+            wait = min(getattr(client, "timeout", LIST_TIMEOUT), LIST_TIMEOUT)
+            lister = client.with_options(max_retries=0, timeout=wait)
             ids = [m.id for m in lister.models()]
             if not ids:
                 raise PientegerError("the service listed no models")

@@ -292,6 +292,18 @@ def test_settings_a_client_refuses_leave_a_usable_form(monkeypatch: pytest.Monke
     assert form.submit_button.disabled is False
 
 
+def test_a_slow_model_listing_does_not_hold_the_form_up(emulator: Any, forms: list[PromptForm],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from pienteger_nb import widgets
+
+    monkeypatch.setattr(widgets, "LIST_TIMEOUT", 0.2)  # the cell that makes the form waits this long at most
+    emulator.latency = 5.0  # /models answers later than that
+    form = PromptForm(Client(api_key=TEST_KEY, base_url=emulator.url, timeout=60))
+    forms.append(form)
+    assert form.model_text in form._model_row.children
+    assert "no answer in time" in form.status_text and form.status_text.endswith("Type a model name instead.")
+
+
 def test_closed_port_falls_back(forms: list[PromptForm]) -> None:
     import socket
 
