@@ -41,6 +41,7 @@ from .types import CallRecord, Completion, Model
 log = logging.getLogger("pienteger_nb")
 
 Recorder = Callable[[CallRecord], Any]
+_UNEXPECTED_MODELS = "the service's model answer has an unexpected shape; check PIENTEGER_BASE_URL"
 _default_recorder: Recorder | None = None
 _version: str | None = None
 
@@ -348,8 +349,10 @@ class Client:
                 raise
             data = self._json(resp, call)
             self._models_path = path
-            items = data.get("data") if isinstance(data, dict) else data
-            return [Model.from_dict(m) for m in items or () if isinstance(m, dict)]
+            items = (data.get("data") if isinstance(data, dict) else data) or []
+            if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
+                raise APIConnectionError(_UNEXPECTED_MODELS)
+            return [Model.from_dict(m) for m in items]
         raise AssertionError("unreachable")  # pragma: no cover
 
     def model(self, model_id: str) -> Model:
@@ -359,7 +362,10 @@ class Client:
         call = CallState(model=model_id, prompt=None, stream=False, source=self.source, endpoint="models")
         resp = self._request("GET", f"/models/{requests.utils.quote(model_id, safe='')}", body=None,
                              stream=False, call=call)
-        return Model.from_dict(self._json(resp, call))
+        data = self._json(resp, call)
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise APIConnectionError(_UNEXPECTED_MODELS)
+        return Model.from_dict(data)
 
     def _prepare(self, prompt: Any, model: str | None, stream: bool, extra_body: Mapping[str, Any] | None,
                  params: dict[str, Any]) -> dict[str, Any]:

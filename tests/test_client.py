@@ -491,3 +491,31 @@ def test_a_plain_answer_of_the_wrong_shape_is_our_error(records, body, message):
     finally:
         server.join(10)
         listener.close()
+
+
+@pytest.mark.parametrize("body", [b'{"object":"list","data":5}', b'"text-davinci-003"', b"[1, 2]"])
+def test_a_model_answer_of_the_wrong_shape_is_our_error(body):
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for _ in range(2):  # models(), then model(id)
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/oaiv1",
+                   max_retries=0)
+        with pytest.raises(APIConnectionError, match="unexpected shape"):
+            c.models()
+        with pytest.raises(APIConnectionError, match="unexpected shape"):
+            c.model("text-davinci-003")
+    finally:
+        server.join(10)
+        listener.close()
