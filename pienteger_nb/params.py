@@ -131,6 +131,8 @@ def check_value(name: str, value: Any) -> Any:
         out: dict[str, float] = {}
         for token, bias in value.items():
             try:
+                if isinstance(token, bool) or int(token) < 0:
+                    raise ValueError(token)  # token ids are whole numbers from 0
                 key = str(int(token))
             except (TypeError, ValueError):
                 raise _bad(name, value) from None

@@ -38,6 +38,8 @@ def body(stream: bool = False, include_usage: bool = True, extra_body=None, **pa
         ("logit_bias", {"50256": 101}, "-100 to 100"),
         ("logit_bias", {"not-a-token": 1}, "-100 to 100"),
         ("logit_bias", [1, 2], "-100 to 100"),
+        ("logit_bias", {"-1": 5}, "-100 to 100"),  # token ids start at 0: the service refuses -1
+        ("logit_bias", {True: 5}, "-100 to 100"),
     ],
 )
 def test_bad_values_name_the_parameter_and_range(name, value, fragment):
