@@ -8,6 +8,7 @@ environment again.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -71,32 +72,64 @@ def mask(key: str | None) -> str:
     return "****" + (key[-4:] if len(key) >= 12 else "")
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.strip().lower()
+# Parsers take the text typed in `%pienteger config` or an environment variable, or a value
+# set from Python, and refuse what a call would refuse: a mistake is caught when it is made.
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
     if low in ("1", "true", "yes", "on"):
         return True
     if low in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
-def _parse_format(text: str) -> str:
-    if text not in FORMATS:
-        raise ValueError(f"expected one of {', '.join(FORMATS)}, got {text!r}")
-    return text
+def _parse_format(value: Any) -> str:
+    if value not in FORMATS:
+        raise ValueError(f"must be one of {', '.join(FORMATS)}, got {value!r}")
+    return str(value)
 
 
-def _optional_int(text: str) -> int | None:
-    return None if text.strip().lower() in ("", "none") else int(text)
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.strip().lower() in ("", "none") else float(text)
+def _number(value: Any, kind: type, *, low: float, high: float, what: str) -> Any:
+    """``value`` as ``kind`` when ``low <= value <= high`` (nan refused); else ValueError
+    "must be <what>"."""
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+            raise ValueError
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be {what}, got {value!r}") from None
+    if not low <= number <= high:
+        raise ValueError(f"must be {what}, got {value!r}")
+    return number
+
+
+def _temperature(value: Any) -> float | None:
+    return None if _is_none(value) else _number(value, float, low=0, high=2, what="a number from 0 to 2")
+
+
+def _max_tokens(value: Any) -> int | None:
+    return None if _is_none(value) else _number(value, int, low=0, high=math.inf, what="an integer >= 0")
+
+
+def _timeout(value: Any) -> float:
+    return _number(value, float, low=1e-3, high=1e6, what="a number of seconds > 0 (and finite)")
+
+
+def _max_retries(value: Any) -> int:
+    return _number(value, int, low=0, high=math.inf, what="an integer >= 0")
 
 
 @dataclass(frozen=True)
 class _Field:
-    parse: Callable[[str], Any]
+    parse: Callable[[Any], Any]
     default: Any
     env: str | None = None
     help: str = ""
@@ -106,12 +139,12 @@ class _Field:
 FIELDS: dict[str, _Field] = {
     "model": _Field(str, DEFAULT_MODEL, "PIENTEGER_MODEL", "default model"),
     "base_url": _Field(str, DEFAULT_BASE_URL, "PIENTEGER_BASE_URL", "API root"),
-    "temperature": _Field(_optional_float, None, None, "default temperature (service default when none)"),
-    "max_tokens": _Field(_optional_int, None, None, "default max_tokens (service default when none)"),
+    "temperature": _Field(_temperature, None, None, "default temperature (service default when none)"),
+    "max_tokens": _Field(_max_tokens, None, None, "default max_tokens (service default when none)"),
     "stream": _Field(_parse_bool, True, None, "stream tokens as they arrive"),
     "format": _Field(_parse_format, "markdown", None, "how the magic renders the result"),
-    "timeout": _Field(float, 60.0, None, "read timeout in seconds"),
-    "max_retries": _Field(int, 2, None, "retries after the first try"),
+    "timeout": _Field(_timeout, 60.0, None, "read timeout in seconds"),
+    "max_retries": _Field(_max_retries, 2, None, "retries after the first try"),
     "show_usage": _Field(_parse_bool, True, None, "print the usage line after a completion"),
     "store_prompts": _Field(_parse_bool, False, None, "keep prompts and completions in the ledger"),
     "debug": _Field(_parse_bool, False, None, "show full tracebacks"),
@@ -122,8 +155,8 @@ _kernel: dict[str, Any] = {}
 _kernel_key: Secret | None = None
 
 
-def set_kernel(name: str, value: Any) -> Any:
-    """Set a kernel-level setting (``%pienteger config name=value``); returns the parsed value."""
+def check_name(name: str) -> None:
+    """ConfigurationError unless ``name`` is a setting (the key never is; a typo gets a did-you-mean)."""
     if name in ("api_key", "key"):
         raise ConfigurationError("the key is not a config setting: use %pienteger login or PIENTEGER_API_KEY")
     if name not in FIELDS:
@@ -132,9 +165,22 @@ def set_kernel(name: str, value: Any) -> Any:
         near = difflib.get_close_matches(name, FIELDS, n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
         raise ConfigurationError(f"unknown setting {name!r}{hint}; known: {', '.join(FIELDS)}")
-    parsed = FIELDS[name].parse(value) if isinstance(value, str) else value
-    if name == "base_url":
-        check_base_url(parsed)
+
+
+def parse_setting(name: str, value: Any) -> Any:
+    """The checked value of a setting (text is parsed); ConfigurationError for an unknown name or a
+    bad base URL, ValueError naming the setting for a value a call would refuse."""
+    check_name(name)
+    try:
+        parsed = FIELDS[name].parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} {exc}") from None
+    return check_base_url(parsed) if name == "base_url" else parsed
+
+
+def set_kernel(name: str, value: Any) -> Any:
+    """Set a kernel-level setting (``%pienteger config name=value``); returns the parsed value."""
+    parsed = parse_setting(name, value)
     with _lock:
         _kernel[name] = parsed
     return parsed

@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import getpass
 import html
-import math
 import secrets
 import time
 from collections.abc import Callable
@@ -77,37 +76,13 @@ def _setting(word: str) -> tuple[str, Any]:
     name = name.strip()
     if not eq:
         raise UsageError(f"expected name=value, got {name!r}; e.g. %pienteger config model=text-ada-001")
-    if name in ("key", "api_key"):  # never echo what was typed
-        raise UsageError("the key is not a config setting: use %pienteger login or PIENTEGER_API_KEY")
-    if name not in config.FIELDS:
-        try:
-            config.set_kernel(name, value)  # raises the did-you-mean error
-        except ConfigurationError as exc:
-            raise UsageError(str(exc)) from None
-    if value == "":
-        return name, None
-    try:
-        parsed = config.FIELDS[name].parse(value)
-    except ValueError as exc:
-        raise UsageError(f"{name}: {exc}") from None
-    if parsed is None:
-        return name, None
-    if name in ("temperature", "max_tokens"):
-        from .params import check_value
-
-        try:
-            check_value(name, parsed)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    elif name == "timeout" and not (math.isfinite(parsed) and parsed > 0):
-        raise UsageError(f"timeout must be a number of seconds > 0, got {value!r}")
-    elif name == "max_retries" and parsed < 0:
-        raise UsageError(f"max_retries must be an integer >= 0, got {value!r}")
-    elif name == "base_url":
-        try:
-            config.check_base_url(parsed)
-        except ConfigurationError as exc:
-            raise UsageError(str(exc)) from None
+    try:  # check_name refuses the key without echoing what was typed
+        if value == "":
+            config.check_name(name)
+            return name, None
+        parsed = config.parse_setting(name, value)
+    except (ConfigurationError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     return name, parsed
 
 
