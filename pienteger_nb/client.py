@@ -33,7 +33,7 @@ from . import config
 from .errors import APIConnectionError, APIStatusError, ConfigurationError
 from .httperrors import map_exception, status_error
 from .params import build_body
-from .results import CallState, completion_from
+from .results import CallState, completion_from, record_text
 from .retry import Pacer, backoff, describe_wait, is_retryable_status, ratelimit_from, retry_after
 from .stream import Stream
 from .types import CallRecord, Completion, Model
@@ -408,7 +408,7 @@ class Client:
             self._report(call.record(status, error=exc if isinstance(exc, Exception) else None))
             raise
         if self._recorder() is not None:  # building the record costs a little: only when wanted
-            self._report(call.record("ok", usage=result.usage, text=result.text,
+            self._report(call.record("ok", usage=result.usage, text=record_text([c.text for c in result.choices]),
                                      finish_reason=result.finish_reason, latency_s=result.latency_s))
         return result
 

@@ -99,17 +99,18 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _stored(value: str | list[str] | None) -> str | None:
+    # Several prompts (or several choices' texts) are kept as a JSON array: they read back unambiguously.
+    return value if value is None or isinstance(value, str) else json.dumps(list(value))
+
+
 def row_values(rec: CallRecord, *, store_prompts: bool) -> tuple[Any, ...]:
     """The INSERT parameters for one record, in ``INSERT_COLUMNS`` order."""
     error = str(rec.error or "")
     if len(error) > MAX_ERROR_CHARS:
         error = error[: MAX_ERROR_CHARS - 1] + "…"
-    prompt: str | None = None
-    text: str | None = None
-    if store_prompts:
-        # A list of prompts is kept as a JSON array, so it reads back unambiguously.
-        prompt = rec.prompt if rec.prompt is None or isinstance(rec.prompt, str) else json.dumps(list(rec.prompt))
-        text = rec.text
+    prompt = _stored(rec.prompt) if store_prompts else None
+    text = _stored(rec.text) if store_prompts else None
     return (
         time_to_us(rec.time),
         str(rec.source or ""),

@@ -44,7 +44,7 @@ class CallState:
         *,
         error: BaseException | None = None,
         usage: Usage | None = None,
-        text: str | None = None,
+        text: str | list[str] | None = None,
         finish_reason: str | None = None,
         ttft_s: float | None = None,
         latency_s: float | None = None,
@@ -71,6 +71,12 @@ class CallState:
             prompt=self.prompt,
             text=text,
         )
+
+
+def record_text(texts: list[str]) -> str | list[str]:
+    """What a CallRecord keeps of the generated text: the text, or every choice's (by index)
+    when there are several (n > 1 or a list of prompts)."""
+    return texts[0] if len(texts) == 1 else texts
 
 
 def estimated_usage(prompt: Any, texts: list[str]) -> Usage:

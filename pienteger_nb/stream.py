@@ -28,7 +28,7 @@ import requests
 from .config import Secret
 from .errors import APIConnectionError, APITimeoutError, PientegerError, StreamError
 from .httperrors import map_exception
-from .results import CallState, estimated_usage, merge_logprobs, usage_from
+from .results import CallState, estimated_usage, merge_logprobs, record_text, usage_from
 from .sse import SSEDecoder
 from .types import CallRecord, Choice, Chunk, Completion, Usage
 
@@ -396,7 +396,7 @@ class Stream:
                 status,
                 error=error,
                 usage=usage,
-                text=texts.get(0, ""),
+                text=record_text([texts[i] for i in sorted(texts)]),
                 finish_reason=self._finish.get(0),
                 ttft_s=self.ttft_s,
                 latency_s=latency,

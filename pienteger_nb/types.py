@@ -118,7 +118,7 @@ class CallRecord:
     attempts: int = 1
     request_id: str | None = None
     prompt: str | list[str] | None = None
-    text: str | None = None
+    text: str | list[str] | None = None
     execution_count: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

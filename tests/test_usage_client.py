@@ -41,6 +41,18 @@ def test_an_ok_call(client, log):
     assert row["prompt"] == "Say this is a test" and row["text"] == c.text
 
 
+def test_every_choice_text_is_stored_plain_and_streamed(client, log):
+    import json
+
+    c = client.complete(["l1", "l2"], model="text-ada-001", max_tokens=4, n=2, temperature=0)
+    with client.stream(["l1", "l2"], model="text-ada-001", max_tokens=4, n=2, temperature=0) as s:
+        list(s)
+    plain, streamed = log.frame()["text"]
+    texts = [choice.text for choice in sorted(c.choices, key=lambda ch: ch.index)]
+    assert len(texts) == 4 and json.loads(plain) == texts  # index = prompt position * n + i
+    assert json.loads(streamed) == [s.texts[i] for i in sorted(s.texts)]
+
+
 def test_a_400_error(client, emulator, log):
     emulator.queue_fault("status", status=400, code="invalid_value")
     with pytest.raises(BadRequestError):
