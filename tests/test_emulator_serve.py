@@ -80,3 +80,19 @@ def test_serve_on_a_busy_port_says_what_to_do():
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{emu.port}" in err and "--port" in err
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--port", "99999"], "--port: must be a whole number from 0 to 65535"),
+    (["--port", "abc"], "--port: must be a whole number from 0 to 65535"),
+    (["--rpm", "0"], "--rpm: must be a whole number > 0"),
+    (["--latency", "-1"], "--latency: must be >= 0"),
+])
+def test_serve_refuses_bad_options_in_one_line(capsys, args, fragment):
+    from pienteger_nb.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err

@@ -17,7 +17,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve`` options to ``parser``."""
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; the emulator is for local use)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
                         help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--api-key", default=DEFAULT_KEY,
                         help=f"the key clients must send in X-Api-Key (default {DEFAULT_KEY!r}, a local "
@@ -26,11 +26,29 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds before the first byte of every answer (default 0)")
     parser.add_argument("--tokens-per-second", type=_positive, default=None, metavar="N",
                         help="pace streamed tokens (and delay plain answers) to N tokens a second")
-    parser.add_argument("--rpm", type=int, default=None, metavar="N",
+    parser.add_argument("--rpm", type=_positive_int, default=None, metavar="N",
                         help="requests per minute before /completions answers 429 with Retry-After")
     parser.add_argument("--getmodels-only", action="store_true",
                         help="answer 404 on /models so clients must fall back to /getmodels")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per request")
+
+
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    return _whole(text, 0, 65535, "a whole number from 0 to 65535 (0 picks a free one)")
+
+
+def _positive_int(text: str) -> int:
+    return _whole(text, 1, 10**9, "a whole number > 0")
 
 
 def _non_negative(text: str) -> float:
