@@ -7,7 +7,11 @@ Importing this package is cheap: pandas, ipywidgets and IPython load only when u
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import client as _client
@@ -82,11 +86,40 @@ def _record_to_ledger(record: CallRecord) -> None:
 _client.set_default_recorder(_record_to_ledger)
 
 
+class _WhenPandasLoads(importlib.abc.MetaPathFinder):
+    """Registers ``df.pienteger`` right after pandas is imported, whatever the import order.
+
+    The accessor lives in ``pienteger_nb.batch``, which needs pandas; importing pandas here would
+    make ``import pienteger_nb`` slow. One shot: it leaves ``sys.meta_path`` at its first look.
+    """
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "pandas":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("pandas")  # what the other finders make of it
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        load_pandas = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            load_pandas(module)
+            try:
+                from . import batch  # noqa: F401
+            except Exception as exc:  # noqa: BLE001 - the user's pandas import must never fail for us
+                warnings.warn(f"pienteger_nb: df.pienteger is not available ({exc})", stacklevel=2)
+
+        loader.exec_module = exec_module
+        return spec
+
+
 def _register_accessor() -> None:
-    # df.pienteger / s.pienteger come with pienteger_nb.batch; import it only when pandas is
-    # already loaded, so `import pienteger_nb` never pulls pandas in itself.
     if "pandas" in sys.modules:
         from . import batch  # noqa: F401
+    elif not any(isinstance(f, _WhenPandasLoads) for f in sys.meta_path):
+        sys.meta_path.insert(0, _WhenPandasLoads())
 
 
 _register_accessor()
@@ -94,8 +127,6 @@ _register_accessor()
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(f".{module}", __name__), attr)
         globals()[name] = value
@@ -111,7 +142,6 @@ def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext pienteger_nb``: register the magics."""
     from .magics import load_ipython_extension as _load
 
-    _register_accessor()
     _load(ipython)
 
 

@@ -157,3 +157,19 @@ def test_a_row_with_a_missing_value_in_a_template_field_is_not_sent(emulator, cl
     ]
     texts = pd.Series(["tea", float("nan")]).pienteger.complete("Define {value}", client=client, progress=False)
     assert texts.notna().tolist() == [True, False] and len(sent_prompts(emulator)) == 2
+
+
+@pytest.mark.parametrize("order", [
+    "import pienteger_nb; assert 'pandas' not in sys.modules; import pandas as pd",  # cheap import
+    "import pandas as pd; import pienteger_nb",
+    "from pienteger_nb.emulator import Emulator; import pandas as pd",
+])
+def test_the_accessor_is_there_whatever_the_import_order(order):
+    import subprocess
+    import sys
+
+    code = f"import sys; {order}; print(hasattr(pd.DataFrame, 'pienteger'), hasattr(pd.Series, 'pienteger'))"
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
