@@ -8,6 +8,7 @@ Importing this package is cheap: pandas, ipywidgets and IPython load only when u
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.abc
 import importlib.util
 import sys
@@ -78,7 +79,12 @@ _LAZY = {
 def _record_to_ledger(record: CallRecord) -> None:
     # Imported at the first call, not at package import: keeps `import pienteger_nb` cheap.
     from .ledger import record_call
+    from .progress import running_cell
 
+    if record.execution_count is None:  # a plain Client call made in a notebook cell: say which
+        cell = running_cell()
+        if cell is not None:
+            record = dataclasses.replace(record, execution_count=cell)
     record_call(record)
 
 

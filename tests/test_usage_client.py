@@ -106,3 +106,15 @@ def test_every_client_call_lands_in_the_default_ledger(env_emulator):
     Client().complete("Hello", max_tokens=3)
     df = usage()
     assert len(df) == 1 and df["source"].iloc[0] == "client" and df["status"].iloc[0] == "ok"
+
+
+def test_a_plain_client_call_in_a_cell_carries_the_cell_number(ip, env_emulator):
+    # The default recorder (no on_call) stamps the running cell's number, as magic rows have.
+    import pienteger_nb
+
+    res = ip.run_cell("import pienteger_nb\npienteger_nb.Client().complete('x', max_tokens=2)", silent=True)
+    assert res.success, res.error_in_exec
+    pienteger_nb.Client().complete("outside any cell", max_tokens=2)
+    rows = pienteger_nb.usage()
+    assert rows["source"].tolist() == ["client", "client"]
+    assert rows["execution_count"].iloc[0] == res.execution_count and pd.isna(rows["execution_count"].iloc[1])
