@@ -48,6 +48,42 @@ def emulator():
 
 
 @pytest.fixture
+def raw_server():
+    """Start a loopback server for answers the emulator will not give (odd shapes, bodies held open).
+
+    ``url = raw_server(answer, connections=1)``: for each connection it reads the request, then
+    sends ``answer`` (bytes) or calls ``answer(conn)``. Returns the API root URL; teardown joins.
+    """
+    import socket
+    import threading
+
+    started = []
+
+    def start(answer, *, connections: int = 1) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def serve() -> None:
+            for _ in range(connections):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    if isinstance(answer, bytes):
+                        conn.sendall(answer)
+                    else:
+                        answer(conn)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        started.append((listener, thread))
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/oaiv1"
+
+    yield start
+    for listener, thread in started:
+        thread.join(10)
+        listener.close()
+
+
+@pytest.fixture
 def env_emulator(emulator, monkeypatch):
     """The emulator, with PIENTEGER_API_KEY and PIENTEGER_BASE_URL pointing at it."""
     monkeypatch.setenv("PIENTEGER_API_KEY", emulator.api_key)

@@ -468,54 +468,21 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(url):
     (b'{"choices":[{"text":"a","index":0}],"created":"yesterday"}', "unexpected shape"),
     (b'{"error":{"message":"the quota is used up","code":"insufficient_quota"}}', "the quota is used up"),
 ])
-def test_a_plain_answer_of_the_wrong_shape_is_our_error(records, body, message):
-    import socket
-
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                         % (len(body), body))
-
-    server = threading.Thread(target=serve)
-    server.start()
-    try:
-        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/oaiv1",
-                   on_call=records.append, max_retries=0)
-        with pytest.raises(APIConnectionError, match=message):
-            c.complete("x")
-        assert [r.status for r in records] == ["error"]
-    finally:
-        server.join(10)
-        listener.close()
+def test_a_plain_answer_of_the_wrong_shape_is_our_error(records, raw_server, body, message):
+    url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+    c = Client(api_key=TEST_KEY, base_url=url, on_call=records.append, max_retries=0)
+    with pytest.raises(APIConnectionError, match=message):
+        c.complete("x")
+    assert [r.status for r in records] == ["error"]
 
 
 @pytest.mark.parametrize("body", [b'{"object":"list","data":5}', b'"text-davinci-003"', b"[1, 2]"])
-def test_a_model_answer_of_the_wrong_shape_is_our_error(body):
-    import socket
-
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        for _ in range(2):  # models(), then model(id)
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-
-    server = threading.Thread(target=serve)
-    server.start()
-    try:
-        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/oaiv1",
-                   max_retries=0)
-        with pytest.raises(APIConnectionError, match="unexpected shape"):
-            c.models()
-        with pytest.raises(APIConnectionError, match="unexpected shape"):
-            c.model("text-davinci-003")
-    finally:
-        server.join(10)
-        listener.close()
+def test_a_model_answer_of_the_wrong_shape_is_our_error(raw_server, body):
+    url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body), connections=2)  # models(), model(id)
+    c = Client(api_key=TEST_KEY, base_url=url, max_retries=0)
+    with pytest.raises(APIConnectionError, match="unexpected shape"):
+        c.models()
+    with pytest.raises(APIConnectionError, match="unexpected shape"):
+        c.model("text-davinci-003")

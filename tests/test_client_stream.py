@@ -199,42 +199,30 @@ def test_best_of_refused_with_stream(client, emulator):
     assert emulator.requests == []
 
 
-def test_close_delimited_stream_is_read_as_it_arrives(records):
+def test_close_delimited_stream_is_read_as_it_arrives(records, raw_server):
     """A body without chunked framing (HTTP/1.0 style) must not be buffered to the end."""
-    import socket
-
     first_seen = threading.Event()
     in_time: list[bool] = []
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
-                         b'data: {"choices":[{"text":"one","index":0}]}\n\n')
-            in_time.append(first_seen.wait(10))  # the rest only once the client has shown the first delta
-            conn.sendall(b'data: {"choices":[{"text":" two","index":0,"finish_reason":"stop"}]}\n\n'
-                         b"data: [DONE]\n\n")
+    def answer(conn) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+                     b'data: {"choices":[{"text":"one","index":0}]}\n\n')
+        in_time.append(first_seen.wait(10))  # the rest only once the client has shown the first delta
+        conn.sendall(b'data: {"choices":[{"text":" two","index":0,"finish_reason":"stop"}]}\n\n'
+                     b"data: [DONE]\n\n")
 
-    server = threading.Thread(target=serve)
-    server.start()
+    c = Client(api_key=TEST_KEY, base_url=raw_server(answer), on_call=records.append, timeout=10)
     try:
-        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append,
-                   timeout=10)
         with c.stream("x") as s:
             deltas = []
             for delta in s:
                 deltas.append(delta)
                 first_seen.set()
-        assert in_time == [True], "the first delta only arrived after the body ended"
-        assert deltas == ["one", " two"] and s.completion.finish_reason == "stop"
-        assert s.completion.usage.source == "estimated" and records[-1].status == "ok"
     finally:
         first_seen.set()
-        server.join(10)
-        listener.close()
+    assert in_time == [True], "the first delta only arrived after the body ended"
+    assert deltas == ["one", " two"] and s.completion.finish_reason == "stop"
+    assert s.completion.usage.source == "estimated" and records[-1].status == "ok"
 
 
 def test_request_preview_without_a_key_still_answers(emulator):
@@ -278,38 +266,26 @@ def test_an_error_event_that_echoes_the_key_never_shows_it(client, emulator, rec
 
 
 @pytest.mark.timeout(30)  # a client that waits for the terminator hangs here (read timeout 600 s)
-def test_a_body_held_open_after_done_does_not_hold_the_caller(records):
+def test_a_body_held_open_after_done_does_not_hold_the_caller(records, raw_server):
     """After [DONE] the client takes the chunked terminator only if it is already there; it never waits."""
-    import socket
-
     release = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            events = b'data: {"choices":[{"text":"one","index":0,"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         + b"%x\r\n%s\r\n" % (len(events), events))
-            release.wait(30)  # the terminator comes only when the test is over
-            with contextlib.suppress(OSError):
-                conn.sendall(b"0\r\n\r\n")
+    def answer(conn) -> None:
+        events = b'data: {"choices":[{"text":"one","index":0,"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n" % (len(events), events))
+        release.wait(30)  # the terminator comes only when the test is over
+        with contextlib.suppress(OSError):
+            conn.sendall(b"0\r\n\r\n")
 
-    server = threading.Thread(target=serve)
-    server.start()
+    c = Client(api_key=TEST_KEY, base_url=raw_server(answer), on_call=records.append, timeout=600)
     try:
-        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append,
-                   timeout=600)
         with c.stream("x") as s:
             assert list(s) == ["one"]
             done_before_release = not release.is_set()
-        assert done_before_release and s.completion.text == "one" and records[-1].status == "ok"
     finally:
         release.set()
-        server.join(10)
-        listener.close()
+    assert done_before_release and s.completion.text == "one" and records[-1].status == "ok"
 
 
 @pytest.mark.parametrize("event", [
@@ -318,28 +294,11 @@ def test_a_body_held_open_after_done_does_not_hold_the_caller(records):
     b'{"choices":[{"text":"a","index":"0"}]}',
     b'{"choices":[{"text":"a","index":0}],"created":"yesterday"}',
 ])
-def test_an_event_of_the_wrong_shape_is_a_stream_error_recorded_once(records, event):
-    import socket
-
+def test_an_event_of_the_wrong_shape_is_a_stream_error_recorded_once(records, raw_server, event):
     body = b"data: " + event + b"\n\ndata: [DONE]\n\n"
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
-                         % (len(body), body))
-
-    server = threading.Thread(target=serve)
-    server.start()
-    try:
-        c = Client(api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/oaiv1", on_call=records.append,
-                   timeout=10)
-        with pytest.raises(StreamError, match="unexpected shape"), c.stream("x") as s:
-            list(s)
-        assert [r.status for r in records] == ["error"] and s.status == "error"
-    finally:
-        server.join(10)
-        listener.close()
+    url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+    c = Client(api_key=TEST_KEY, base_url=url, on_call=records.append, timeout=10)
+    with pytest.raises(StreamError, match="unexpected shape"), c.stream("x") as s:
+        list(s)
+    assert [r.status for r in records] == ["error"] and s.status == "error"
