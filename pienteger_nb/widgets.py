@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import config
@@ -34,6 +34,8 @@ class _Job:
     model: str
     stream: bool
     params: dict[str, Any]
+    stop: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.perf_counter)
 
 
 class PromptForm(FormView):
@@ -69,8 +71,8 @@ class PromptForm(FormView):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stream: Any = None
+        self._job: _Job | None = None  # the generation the form's widgets belong to
         self._active = False
-        self._stop_requested = threading.Event()
         self._painter: _Painter | None = None
         self.result: Completion | None = None
         self.history: list[dict[str, Any]] = []
@@ -188,7 +190,7 @@ class PromptForm(FormView):
             except Exception as exc:  # noqa: BLE001  bad input: one line in the status, no traceback
                 self._set_status(error_sentence(exc, secrets=self._secrets()), kind="error")
                 return None
-            self._stop_requested.clear()
+            self._job = job
             self._stream = None
             self._active = True
             self._set_running(True)
@@ -204,20 +206,38 @@ class PromptForm(FormView):
         return thread
 
     def stop(self) -> None:
-        """Stop the running generation; the text so far stays and the call is recorded as cancelled."""
-        self._stop_requested.set()
+        """Stop the running generation; the text so far stays and the call is recorded as cancelled.
+
+        Before the service has answered there is no stream to close yet: the form lets go of that
+        request at once (its thread closes it when the answer comes, recorded as cancelled).
+        """
         with self._lock:  # the worker's final status takes this lock too, so it always comes last
-            stream = self._stream
-            if self._active:
+            job, stream = self._job, self._stream
+            if job is None:
+                return
+            job.stop.set()
+            if stream is None and job.stream:
+                self._let_go(job)
+            elif self._active:
                 self.stop_button.disabled = True
                 self._set_status("Stopping...", kind="info")
         if stream is not None:
             stream.close()  # thread-safe: the reading thread's iteration ends quietly
 
+    def _let_go(self, job: _Job) -> None:
+        # Call with self._lock held: the form is free again; the job's thread no longer owns it.
+        if self._painter is not None:
+            self._painter.finish("")
+        self._report(job, "", None, None, True, time.perf_counter() - job.started)
+        self._job = None
+        self._active = False
+        self._set_running(False)
+
     def wait(self, timeout: float | None = None) -> bool:
-        """Join the running generation; True when none is running any more."""
+        """Join the running generation; True when none is running any more (a request Stop let
+        go of before it was answered is not waited for)."""
         thread = self._thread
-        if thread is not None:
+        if thread is not None and self._job is not None:
             thread.join(timeout)
             return not thread.is_alive()
         return True
@@ -231,39 +251,41 @@ class PromptForm(FormView):
     # -- the generation thread ------------------------------------------------------------
 
     def _run(self, job: _Job, painter: _Painter) -> None:
-        started = time.perf_counter()
         received: list[str] = []  # the text so far survives an error mid-stream
         text, completion, error = "", None, None
         try:
             if job.stream:
                 completion = self._run_stream(job, painter, received)
                 text = "".join(received)
-            elif not self._stop_requested.is_set():
+            elif not job.stop.is_set():
                 completion = job.client.complete(job.prompt, model=job.model, **job.params)
                 text = completion.text
         except Exception as exc:  # noqa: BLE001  shown as one line; the form stays usable
             error = exc
             text = "".join(received) or getattr(exc, "partial_text", "") or ""
-        seconds = time.perf_counter() - started
-        stopped = self._stop_requested.is_set()
+        seconds = time.perf_counter() - job.started
         with self._lock:
+            if self._job is not job:  # Stop let go of this request before it was answered
+                return
             try:
                 painter.finish(text)
                 self.result = completion
-                self._report(job, text, completion, error, stopped, seconds)
+                self._report(job, text, completion, error, job.stop.is_set(), seconds)
             finally:
+                self._job = None
                 self._stream = None
                 self._active = False
                 self._set_running(False)
 
     def _run_stream(self, job: _Job, painter: _Painter, received: list[str]) -> Completion | None:
-        if self._stop_requested.is_set():
+        if job.stop.is_set():
             return None
         stream = job.client.stream(job.prompt, model=job.model, **job.params)
         with stream:
             with self._lock:
-                self._stream = stream
-            if self._stop_requested.is_set():  # Stop came while the request was being made
+                if self._job is job:
+                    self._stream = stream
+            if job.stop.is_set():  # Stop came while the request was being made
                 stream.close()
             text = ""
             for delta in stream:

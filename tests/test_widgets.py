@@ -197,6 +197,30 @@ def test_stop_before_the_stream_opens_cancels_it(form: PromptForm, emulator: Any
     assert form.submit_button.disabled is False
 
 
+def test_stop_while_the_service_has_not_answered_frees_the_form_at_once(
+        form: PromptForm, emulator: Any, records: list[CallRecord]) -> None:
+    emulator.latency = 0.5  # the request sits in the service: there is no stream to close yet
+    form.prompt.value = "Hello"
+    seen = len(emulator.requests)
+    first = form.submit()
+    assert first is not None and emulator.wait_for_requests(seen + 1)
+    form.stop()
+    # At once, not when the answer comes: the form is free and says what happened.
+    assert not form.running and form.submit_button.disabled is False
+    assert form.status_text.startswith("Stopped") and "no text had arrived" in form.status_text
+    assert form.history[-1]["status"] == "cancelled" and form.wait(0)
+    emulator.latency = 0
+    second = form.submit()
+    assert second is not None and form.wait(WAIT)
+    assert form.result is not None and form.status_text.startswith("text-davinci:003 · ")
+    # The first request, answered later, is closed unread by its own thread: recorded cancelled,
+    # and the form (now showing the second result) is left alone.
+    first.join(WAIT)
+    assert not first.is_alive()
+    assert sorted(r.status for r in _completion_calls(records)) == ["cancelled", "ok"]
+    assert form.status_text.startswith("text-davinci:003 · ") and form.history[-1]["status"] == "ok"
+
+
 def test_api_error_shows_one_sentence_and_the_form_stays_usable(form: PromptForm, emulator: Any,
                                                                  records: list[CallRecord]) -> None:
     emulator.queue_fault("status", status=401)
