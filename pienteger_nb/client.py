@@ -248,7 +248,7 @@ class Client:
                     self._wait(backoff(attempt), attempt, type(err).__name__)
                     continue
                 if attempt > 1:
-                    err.args = (f"{err} (after {attempt} attempts)",)
+                    err.message = f"{err.message} (after {attempt} attempts)"
                 # InvalidHeader's message quotes the header's value: it must not ride along as the cause.
                 raise err from (None if isinstance(exc, requests.exceptions.InvalidHeader) else exc)
             status = resp.status_code

@@ -19,7 +19,19 @@ from __future__ import annotations
 
 
 class PientegerError(Exception):
-    """Root of every error pienteger_nb raises."""
+    """Root of every error pienteger_nb raises.
+
+    ``message`` says what happened; ``advice`` (may be empty) is what a Python caller can do
+    about it. ``str()`` gives both; the magics and the form show ``message`` with advice of their own.
+    """
+
+    def __init__(self, message: str = "", *, advice: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.advice = advice
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.advice}" if self.advice else self.message
 
 
 class ConfigurationError(PientegerError):
@@ -37,8 +49,9 @@ class APITimeoutError(APIConnectionError):
 class StreamError(PientegerError):
     """A stream broke or ended without ``[DONE]``; ``partial_text`` is what had arrived."""
 
-    def __init__(self, message: str, *, partial_text: str = "", request_id: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, partial_text: str = "", request_id: str | None = None,
+                 advice: str = ""):
+        super().__init__(message, advice=advice)
         self.partial_text = partial_text
         self.request_id = request_id
 

@@ -53,9 +53,8 @@ def map_exception(exc: BaseException, *, timeout: float | None = None) -> Piente
     if isinstance(exc, (requests.exceptions.ConnectTimeout, u3.ConnectTimeoutError)):
         return APITimeoutError(f"could not connect to the service{within}; check the base URL and network")
     if isinstance(exc, (requests.exceptions.Timeout, u3.TimeoutError)) or _is_read_timeout(exc):
-        return APITimeoutError(
-            f"the service sent nothing{within} (read timeout); try again or raise Client(timeout=...)"
-        )
+        return APITimeoutError(f"the service sent nothing{within} (read timeout)",
+                               advice="try again or raise Client(timeout=...)")
     if isinstance(exc, (requests.exceptions.SSLError, u3.SSLError)):
         return APIConnectionError(f"TLS/SSL failure talking to the service: {type(exc).__name__}")
     if isinstance(exc, (requests.exceptions.ProxyError, u3.ProxyError)):

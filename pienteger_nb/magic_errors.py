@@ -40,22 +40,6 @@ def scrub(text: str) -> str:
     return text
 
 
-# What the client advises Python callers after a read timeout; a notebook user gets other advice.
-_CLIENT_TIMEOUT_ADVICE = (
-    "; the text so far is on the stream's .text",
-    "; try again or raise Client(timeout=...)",
-    "; try again",
-)
-
-
-def timeout_cause(exc: BaseException) -> str:
-    """A read timeout's message without the client's advice (``.text``, ``Client(timeout=...)``)."""
-    text = str(exc)
-    for clause in _CLIENT_TIMEOUT_ADVICE:
-        text = text.replace(clause, "")
-    return text
-
-
 def _first_line(text: str, limit: int = 240) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -69,13 +53,13 @@ def describe(exc: BaseException, *, what: str = "completion") -> str:
         rid = f", request id {exc.request_id}" if exc.request_id else ""
         # The client's message already says what to do (httperrors._hint): say it once.
         line = f"Pienteger {what} failed: HTTP {exc.status_code}{rid}: {_first_line(exc.message)}"
-    elif isinstance(exc, APITimeoutError) and str(exc).startswith("could not connect"):
+    elif isinstance(exc, APITimeoutError) and exc.message.startswith("could not connect"):
         line = (  # the connect timeout is not %pienteger config timeout: no advice to raise it
             f"Pienteger {what} failed: {_first_line(str(exc))}; %pienteger check tests both"
         )
     elif isinstance(exc, APITimeoutError):
-        line = (
-            f"Pienteger {what} failed: no answer in time ({_first_line(timeout_cause(exc))}); "
+        line = (  # the message, without the client's advice for Python callers
+            f"Pienteger {what} failed: no answer in time ({_first_line(exc.message)}); "
             "raise the limit with %pienteger config timeout=SECONDS, or try again"
         )
     elif isinstance(exc, APIConnectionError):
@@ -88,8 +72,7 @@ def describe(exc: BaseException, *, what: str = "completion") -> str:
     elif isinstance(exc, StreamError):
         rid = f", request id {exc.request_id}" if exc.request_id else ""
         kept = "the text so far is kept above" if exc.partial_text else "no text had arrived"
-        message = _first_line(str(exc)).replace("the text so far is in .partial_text", kept)
-        line = f"Pienteger stream broke{rid}: {message}"
+        line = f"Pienteger stream broke{rid}: {_first_line(exc.message)}; {kept}; run the cell again"
     elif isinstance(exc, ValueError):
         line = f"Pienteger: bad option: {_first_line(str(exc))}"
     else:
@@ -97,4 +80,4 @@ def describe(exc: BaseException, *, what: str = "completion") -> str:
     return scrub(line)
 
 
-__all__ = ["CellFailure", "CellInterrupted", "describe", "scrub", "timeout_cause"]
+__all__ = ["CellFailure", "CellInterrupted", "describe", "scrub"]

@@ -33,6 +33,8 @@ from .sse import SSEDecoder
 from .types import CallRecord, Choice, Chunk, Completion, Usage
 
 _READ_SIZE = 65536
+# A StreamError's advice to Python callers (the magics and the form say it their own way).
+_KEPT = "the text so far is in .partial_text"
 
 
 class Stream:
@@ -219,7 +221,8 @@ class Stream:
             else:
                 cut = " (cut mid-event)" if decoder.truncated else ""
                 raise StreamError(
-                    f"the stream ended without [DONE]{cut}; the text so far is in .partial_text; try again",
+                    f"the stream ended without [DONE]{cut}",
+                    advice=_KEPT + "; try again",
                     partial_text=self.text,
                     request_id=self.request_id,
                 )
@@ -250,13 +253,13 @@ class Stream:
         mapped = map_exception(exc, timeout=self._timeout)
         if isinstance(mapped, APITimeoutError):
             return APITimeoutError(
-                f"the stream stalled: nothing arrived for {self._timeout:g} s (read timeout); "
-                "the text so far is on the stream's .text; try again"
+                f"the stream stalled: nothing arrived for {self._timeout:g} s (read timeout)",
+                advice="the text so far is on the stream's .text; try again",
             )
         if isinstance(mapped, APIConnectionError):
             return StreamError(
-                f"the connection dropped mid-stream ({type(exc).__name__}); the text so far is in "
-                ".partial_text; try again",
+                f"the connection dropped mid-stream ({type(exc).__name__})",
+                advice=_KEPT + "; try again",
                 partial_text=self.text,
                 request_id=self.request_id,
             )
@@ -271,8 +274,8 @@ class Stream:
             return json.loads(data)
         except ValueError:
             raise StreamError(
-                f"the service sent a malformed event (not JSON): {self._redact(data)[:60]!r}; the text so far is in "
-                ".partial_text",
+                f"the service sent a malformed event (not JSON): {self._redact(data)[:60]!r}",
+                advice=_KEPT,
                 partial_text=self.text,
                 request_id=self.request_id,
             ) from None
@@ -282,8 +285,8 @@ class Stream:
         detail = ", ".join(f"{k} {err[k]}" for k in ("type", "code") if err.get(k))
         raise StreamError(
             self._redact(f"the service reported an error mid-stream: {err.get('message') or 'no message'}"
-                         + (f" ({detail})" if detail else ""))
-            + "; the text so far is in .partial_text",
+                         + (f" ({detail})" if detail else "")),
+            advice=_KEPT,
             partial_text=self.text,
             request_id=self.request_id,
         )
@@ -306,8 +309,8 @@ class Stream:
             return self._fold(obj)
         except (AttributeError, TypeError, ValueError):
             raise StreamError(
-                f"the service sent an event of an unexpected shape: {self._redact(data)[:60]!r}; the text "
-                "so far is in .partial_text",
+                f"the service sent an event of an unexpected shape: {self._redact(data)[:60]!r}",
+                advice=_KEPT,
                 partial_text=self.text,
                 request_id=self.request_id,
             ) from None

@@ -15,12 +15,6 @@ from .errors import (
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", ",": ","}
 MAX_SENTENCE = 400
-# What the client advises Python callers after a read timeout (stream's .text, Client(timeout=...)).
-_CLIENT_TIMEOUT_ADVICE = (
-    "; the text so far is on the stream's .text",
-    "; try again or raise Client(timeout=...)",
-    "; try again",
-)
 
 
 def unescape(text: str) -> str:
@@ -99,17 +93,13 @@ def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
             text += f" (request {exc.request_id})"
     elif isinstance(exc, ConfigurationError):
         text = str(exc)
-    elif isinstance(exc, APITimeoutError):
-        cause = str(exc)
-        for clause in _CLIENT_TIMEOUT_ADVICE:  # advice for Python callers, not for a form
-            cause = cause.replace(clause, "")
-        text = f"no answer in time ({cause}); try again, or raise the timeout with %pienteger config timeout=120"
+    elif isinstance(exc, APITimeoutError):  # the message, without the client's advice for Python callers
+        text = f"no answer in time ({exc.message}); try again, or raise the timeout with %pienteger config timeout=120"
     elif isinstance(exc, APIConnectionError):
         text = f"{exc}; if it keeps failing, check PIENTEGER_BASE_URL and the network"
     elif isinstance(exc, StreamError):
         rid = getattr(exc, "request_id", None)
-        # The client's message points at .partial_text, which a form user never sees.
-        message = str(exc).replace("; the text so far is in .partial_text", "")
+        message = exc.message  # the client's advice points at .partial_text, which a form user never sees
         kept = "the text so far is kept" if exc.partial_text else "no text had arrived"
         text = f"the stream broke ({message}); {kept}" + (f" (request {rid})" if rid else "")
     elif isinstance(exc, (ValueError, TypeError)):

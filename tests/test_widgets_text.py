@@ -179,20 +179,25 @@ def test_error_sentence_says_what_failed_and_what_to_do(exc, expected):
 
 
 def test_a_broken_stream_says_whether_text_was_kept_and_not_how_the_client_names_it():
-    message = "the stream ended without [DONE]; the text so far is in .partial_text; try again"
-    kept = error_sentence(StreamError(message, partial_text="Once", request_id="req_3"))
-    assert kept == ("Error: the stream broke (the stream ended without [DONE]; try again); "
-                    "the text so far is kept (request req_3).")
-    assert "no text had arrived" in error_sentence(StreamError(message, partial_text=""))
-    assert ".partial_text" not in error_sentence(StreamError(message, partial_text=""))
+    # As the client raises it: what happened, then advice for Python callers (.partial_text).
+    def broken(partial: str) -> StreamError:
+        return StreamError("the stream ended without [DONE]", partial_text=partial, request_id="req_3",
+                           advice="the text so far is in .partial_text; try again")
+
+    assert ".partial_text" in str(broken("Once"))
+    kept = error_sentence(broken("Once"))
+    assert kept == "Error: the stream broke (the stream ended without [DONE]); the text so far is kept (request req_3)."
+    assert "no text had arrived" in error_sentence(broken(""))
+    assert ".partial_text" not in error_sentence(broken(""))
 
 
 def test_a_timeout_sentence_names_no_client_attributes():
-    stalled = ("the stream stalled: nothing arrived for 0.5 s (read timeout); "
-               "the text so far is on the stream's .text; try again")
-    silent = "the service sent nothing within 0.5 s (read timeout); try again or raise Client(timeout=...)"
-    for message in (stalled, silent):
-        sentence = error_sentence(APITimeoutError(message))
+    stalled = APITimeoutError("the stream stalled: nothing arrived for 0.5 s (read timeout)",
+                              advice="the text so far is on the stream's .text; try again")
+    silent = APITimeoutError("the service sent nothing within 0.5 s (read timeout)",
+                             advice="try again or raise Client(timeout=...)")
+    for exc in (stalled, silent):
+        sentence = error_sentence(exc)
         assert ".text" not in sentence and "Client(" not in sentence and sentence.count("try again") == 1
         assert sentence.endswith("raise the timeout with %pienteger config timeout=120."), sentence
 
