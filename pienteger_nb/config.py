@@ -227,6 +227,11 @@ def lookup(name: str, explicit: Any = None) -> tuple[Any, str]:
     return field.default, "default"
 
 
+def client_settings() -> tuple[Any, ...]:
+    """What a ``Client()`` reads when it is made; a cached client is stale when this changes."""
+    return (api_key()[0], *(get(name) for name in ("base_url", "model", "timeout", "max_retries")))
+
+
 def api_key(explicit: str | Secret | None = None) -> tuple[Secret | None, str]:
     """(key, origin), or (None, "missing")."""
     if explicit:

@@ -92,8 +92,7 @@ class PientegerMagics(Magics):
         recorder; reused while the settings stay the same, so its connection is kept alive."""
         if self.client_factory is not None:
             return self.client_factory().with_options(source="magic", on_call=self._record)
-        key, _ = config.api_key()
-        settings = tuple(config.get(n) for n in ("base_url", "timeout", "max_retries")) + (key,)
+        settings = config.client_settings()
         if self._cached is None or self._cached[0] != settings:
             from .client import Client
 

@@ -94,10 +94,9 @@ class PromptForm(FormView):
             if self._client is None:
                 self._client = self._given_client.with_options(source="form")
             return self._client
-        key, _ = config.api_key()
         settings: tuple[Any, ...]
         try:
-            settings = (key, config.get("base_url"), config.get("timeout"), config.get("max_retries"))
+            settings = config.client_settings()
         except PientegerError as exc:
             settings = ("invalid", str(exc))
         if self._client is None or settings != self._settings:
