@@ -86,7 +86,7 @@ def prompts(n: int, tag: str) -> list[str]:
 def throughput(server: Server, client: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from pienteger_nb.batch import complete_many
+    from pienteger_nb.batch.run import complete_many
 
     n, latency, concurrency = 1000, 0.05, 16
     ideal = n * latency / concurrency
@@ -123,8 +123,8 @@ def throughput(server: Server, client: Any) -> None:
 
 
 def pacing(server: Server, client: Any, *, n: int, known: bool) -> None:
-    from pienteger_nb.batch import complete_many
-    from pienteger_nb.pacing import RateLimiter
+    from pienteger_nb.batch.pacing import RateLimiter
+    from pienteger_nb.batch.run import complete_many
 
     limit, concurrency = 600, 16
     server.call("set", {"latency": 0.05, "rpm": limit})
@@ -148,7 +148,7 @@ def pacing(server: Server, client: Any, *, n: int, known: bool) -> None:
 
 
 def memory(server: Server, client: Any) -> None:
-    from pienteger_nb.batch import complete_many
+    from pienteger_nb.batch.run import complete_many
 
     n = 10_000
     # Headers count down from the emulator's nominal limits when it has none; lift them so the

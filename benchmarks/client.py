@@ -169,7 +169,7 @@ def bench_complete(calls: int) -> None:
               f"(median of {calls} interleaved pairs) "
               f"-> {t_ours / t_base:.3f}x  (target <= 1.10x)")
         try:
-            from pienteger_nb.ledger import UsageLog
+            from pienteger_nb.ledger.store import UsageLog
         except ImportError:
             print("  (usage ledger not present: no figure with recording on)")
             return

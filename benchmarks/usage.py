@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pienteger_nb.ledger import UsageLog
-from pienteger_nb.ledger_schema import INSERT_SQL, LABEL_AT, LABEL_SQL, LABELLED, row_values
+from pienteger_nb.ledger.schema import INSERT_SQL, LABEL_AT, LABEL_SQL, LABELLED, row_values
+from pienteger_nb.ledger.store import UsageLog
 from pienteger_nb.types import CallRecord
 
 ROWS = 10**6
@@ -194,7 +194,7 @@ def bench_big(folder: Path) -> None:
     prices = {"text-davinci-003": 0.02, "text-curie-001": {"prompt": 0.002, "completion": 0.002}}
     seconds, cpu, _ = timed(lambda: log.summary("model", prices=prices))
     print(f"usage summary by model with prices: median {seconds:.2f} s wall, {cpu:.2f} s CPU")
-    from pienteger_nb.ledger_views import summarize
+    from pienteger_nb.ledger.views import summarize
 
     seconds, cpu, _ = timed(lambda: summarize(frame, by="model"))
     print(f"  of which summarising an already built frame: median {seconds:.2f} s")

@@ -22,8 +22,8 @@ import ipywidgets as W
 
 from pienteger_nb import Client
 from pienteger_nb.emulator import Emulator
-from pienteger_nb.widget_view import _Painter
-from pienteger_nb.widgets import PromptForm
+from pienteger_nb.notebook.form import PromptForm
+from pienteger_nb.notebook.form_view import _Painter
 
 KEY = "pk-bench-0123456789abcdef"
 REPEATS = 5

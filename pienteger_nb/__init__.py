@@ -15,8 +15,6 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from . import client as _client
-from .client import Client, Stream
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -31,10 +29,14 @@ from .errors import (
     RateLimitError,
     StreamError,
 )
+from .recorder import set_default_recorder
 from .types import CallRecord, Choice, Chunk, Completion, Model, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .widgets import PromptForm
+    from .batch import complete_many
+    from .client import Client, Stream
+    from .ledger import usage, usage_summary
+    from .notebook.form import PromptForm
 
 __version__ = "0.1.0"
 
@@ -67,9 +69,12 @@ __all__ = [
     "usage_summary",
 ]
 
-# Lazily imported public names: module, attribute.
+# Lazily imported public names (module, attribute): the client loads requests, the ledger
+# sqlite3 (and pandas when read), the batch room pandas, the form ipywidgets.
 _LAZY = {
-    "PromptForm": ("widgets", "PromptForm"),
+    "Client": ("client", "Client"),
+    "Stream": ("client", "Stream"),
+    "PromptForm": ("notebook.form", "PromptForm"),
     "usage": ("ledger", "usage"),
     "usage_summary": ("ledger", "usage_summary"),
     "complete_many": ("batch", "complete_many"),
@@ -78,8 +83,8 @@ _LAZY = {
 
 def _record_to_ledger(record: CallRecord) -> None:
     # Imported at the first call, not at package import: keeps `import pienteger_nb` cheap.
+    from .kernel import running_cell
     from .ledger import record_call
-    from .progress import running_cell
 
     if record.execution_count is None:  # a plain Client call made in a notebook cell: say which
         cell = running_cell()
@@ -89,7 +94,7 @@ def _record_to_ledger(record: CallRecord) -> None:
 
 
 # Every call from any Client lands in the default usage ledger unless it says otherwise.
-_client.set_default_recorder(_record_to_ledger)
+set_default_recorder(_record_to_ledger)
 
 
 class _WhenPandasLoads(importlib.abc.MetaPathFinder):
@@ -146,12 +151,12 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext pienteger_nb``: register the magics."""
-    from .magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import unload_ipython_extension as _unload
+    from .notebook.magics import unload_ipython_extension as _unload
 
     _unload(ipython)

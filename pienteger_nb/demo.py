@@ -70,7 +70,7 @@ def make_out(out: Path) -> Path:
 
 def check_ledger(db: Path) -> None:
     """Fail now, not at the notebook's last cell, when the demo's ledger cannot be opened."""
-    from .ledger import UsageLog, UsageLogError
+    from .ledger.store import UsageLog, UsageLogError
 
     try:
         UsageLog(str(db)).close()
@@ -164,7 +164,7 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
         return ["Calls: none recorded"]
     import pandas as pd
 
-    from .ledger import UsageLog
+    from .ledger.store import UsageLog
 
     log = UsageLog(str(db))
     try:

@@ -29,7 +29,7 @@ def ip():
     """The process's one InteractiveShell with the magics registered; they are closed after the module."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from pienteger_nb.magics import PientegerMagics
+    from pienteger_nb.notebook.magics import PientegerMagics
 
     shell = InteractiveShell.instance()
     magics = PientegerMagics(shell)

@@ -12,8 +12,8 @@ import pytest
 from conftest import TEST_KEY
 
 from pienteger_nb import AuthenticationError, Client, ConfigurationError, RateLimitError
-from pienteger_nb.batch import COLUMNS, BatchInterruptedWarning, complete_many
-from pienteger_nb.pacing import RateLimiter
+from pienteger_nb.batch.pacing import RateLimiter
+from pienteger_nb.batch.run import COLUMNS, BatchInterruptedWarning, complete_many
 
 PROMPTS = [f"Tell me about item number {i}." for i in range(12)]
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from conftest import TEST_KEY
 
-import pienteger_nb.batch  # noqa: F401  (registers the accessor)
+import pienteger_nb.batch.run  # noqa: F401  (registers the accessor)
 from pienteger_nb import Client
-from pienteger_nb.accessor import fill
+from pienteger_nb.batch.accessor import fill
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import io
 
 import pytest
 
-from pienteger_nb.progress import (
+from pienteger_nb.batch.progress import (
     Progress,
     TextProgress,
     WidgetProgress,
     describe,
-    in_kernel,
     make_progress,
 )
+from pienteger_nb.kernel import in_kernel
 
 
 class Clock:

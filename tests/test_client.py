@@ -8,7 +8,7 @@ import threading
 import pytest
 from conftest import TEST_KEY
 
-import pienteger_nb.client as client_module
+import pienteger_nb.client.client as client_module
 from pienteger_nb import (
     APIConnectionError,
     AuthenticationError,
@@ -186,7 +186,7 @@ def test_error_bodies_html_and_empty_give_sensible_messages(client, emulator):
 
 
 def test_documented_token_estimator():
-    from pienteger_nb.results import estimate_tokens
+    from pienteger_nb.client.results import estimate_tokens
 
     assert estimate_tokens("Hello, world!  ok") == 5
     assert estimate_tokens(["a b", "c"]) == 3

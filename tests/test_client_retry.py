@@ -23,8 +23,8 @@ from pienteger_nb import (
     RateLimitError,
     StreamError,
 )
-from pienteger_nb.httperrors import map_exception
-from pienteger_nb.retry import BACKOFF_CAP, backoff, retry_after
+from pienteger_nb.client.httperrors import map_exception
+from pienteger_nb.client.retry import BACKOFF_CAP, backoff, retry_after
 from pienteger_nb.types import CallRecord
 
 

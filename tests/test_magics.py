@@ -17,7 +17,7 @@ from conftest import TEST_KEY
 from IPython.utils.capture import CapturedIO, capture_output
 
 from pienteger_nb import config
-from pienteger_nb.magic_errors import CellFailure, CellInterrupted
+from pienteger_nb.notebook.failures import CellFailure, CellInterrupted
 from pienteger_nb.types import Completion
 
 NAMES = ("topic", "rows", "d", "x", "os", "res", "answer")
@@ -531,7 +531,7 @@ def test_an_interrupt_before_any_text_says_so(ip: Any, magics: Any, env_emulator
 
 
 def _ledger() -> Any:
-    from pienteger_nb.ledger import default_log
+    from pienteger_nb.ledger.store import default_log
 
     return default_log().frame()
 

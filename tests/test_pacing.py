@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from pienteger_nb.pacing import Cancelled, RateLimiter
+from pienteger_nb.batch.pacing import Cancelled, RateLimiter
 
 
 class VirtualClock:

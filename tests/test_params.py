@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pienteger_nb.params import PARAMS, build_body
+from pienteger_nb.client.params import PARAMS, build_body
 
 
 def body(stream: bool = False, include_usage: bool = True, extra_body=None, **params):

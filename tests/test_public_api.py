@@ -46,15 +46,23 @@ def test_the_error_tree_is_the_contract_s():
         assert errors.status_error_class(status).__name__ == name
 
 
-def test_importing_the_package_loads_no_pandas_ipywidgets_or_ipython():
+def test_importing_the_package_loads_no_pandas_ipywidgets_ipython_or_requests():
     code = ("import sys, pienteger_nb; "
-            "print([m for m in ('pandas', 'ipywidgets', 'IPython') if m in sys.modules])")
+            "print([m for m in ('pandas', 'ipywidgets', 'IPython', 'requests') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_the_client_module_imports_no_ipython_ipywidgets_or_pandas():
-    code = ("import sys, pienteger_nb.client, pienteger_nb.stream, pienteger_nb.sse; "
-            "print([m for m in ('pandas', 'ipywidgets', 'IPython') if m in sys.modules])")
+    code = ("import sys, pienteger_nb.client; "
+            "print([m for m in ('pandas', 'ipywidgets', 'IPython', 'sqlite3') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_emulator_imports_neither_the_client_nor_requests():
+    code = ("import sys, pienteger_nb.emulator; "
+            "print(sorted(m for m in sys.modules if m == 'requests' or m.startswith("
+            "('pienteger_nb.client', 'pienteger_nb.ledger', 'pienteger_nb.batch', 'pienteger_nb.notebook'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

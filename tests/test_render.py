@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from pienteger_nb.render import (
+from pienteger_nb.notebook.render import (
     StreamView,
     TerminalSink,
-    Throttle,
     guess_language,
     render_output,
     strip_fences,
     usage_line,
 )
+from pienteger_nb.throttle import Throttle
 from pienteger_nb.types import Choice, Completion, Usage
 
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from pienteger_nb.sse import Event, SSEDecoder, decode_all
+from pienteger_nb.client.sse import Event, SSEDecoder, decode_all
 
 
 def feed_split(body: bytes, cuts: tuple[int, ...]) -> list[Event]:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pienteger_nb import config, ledger_frame
-from pienteger_nb.ledger import UsageLog, UsageLogError, default_log, record_call, usage
-from pienteger_nb.ledger_schema import SCHEMA_VERSION
+from pienteger_nb import config
+from pienteger_nb.ledger import frame as ledger_frame
+from pienteger_nb.ledger.schema import SCHEMA_VERSION
+from pienteger_nb.ledger.store import UsageLog, UsageLogError, default_log, record_call, usage
 from pienteger_nb.types import CallRecord
 
 T0 = dt.datetime(2026, 11, 1, 9, 30, 0, 123456, tzinfo=dt.UTC)
@@ -249,7 +250,7 @@ def test_eight_threads_writing_500_rows_each_all_4000_are_there(log):
 WRITER = textwrap.dedent("""
     import datetime as dt, sys
     from pienteger_nb.types import CallRecord
-    from pienteger_nb.ledger import UsageLog
+    from pienteger_nb.ledger.store import UsageLog
     log = UsageLog(sys.argv[1], store_prompts=False)
     i = 0
     while True:
@@ -263,7 +264,7 @@ WRITER = textwrap.dedent("""
 
 
 READER = (
-    "import sys; from pienteger_nb.ledger import UsageLog; "
+    "import sys; from pienteger_nb.ledger.store import UsageLog; "
     "df = UsageLog(sys.argv[1]).frame(); print(len(df), df['total_tokens'].is_monotonic_increasing)"
 )
 
@@ -366,7 +367,7 @@ def test_record_call_warns_instead_of_raising_when_the_ledger_is_unusable(tmp_pa
 
 
 def test_importing_the_ledger_does_not_import_pandas():
-    code = "import sys, pienteger_nb.ledger, pienteger_nb.ledger_frame, pienteger_nb.ledger_views; print('pandas' in sys.modules)"
+    code = "import sys, pienteger_nb.ledger.store, pienteger_nb.ledger.frame, pienteger_nb.ledger.views; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
 
@@ -387,8 +388,9 @@ def test_pienteger_nb_usage_stays_a_function_whatever_is_imported_first():
     code = (
         "import pienteger_nb\n"
         "u = pienteger_nb.usage\n"
-        "from pienteger_nb.ledger import record_call\n"
-        "from pienteger_nb import ledger, usage\n"
+        "from pienteger_nb.ledger.store import record_call\n"
+        "from pienteger_nb import ledger\n"
+        "from pienteger_nb.ledger import usage\n"
         "assert callable(ledger.usage_summary) and usage is u is ledger.usage\n"
         "print(len(pienteger_nb.usage()), len(usage(model='x')), len(pienteger_nb.usage_summary()))\n"
     )

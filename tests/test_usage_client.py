@@ -7,7 +7,7 @@ import pytest
 from conftest import TEST_KEY
 
 from pienteger_nb import BadRequestError, Client, StreamError
-from pienteger_nb.ledger import UsageLog, usage
+from pienteger_nb.ledger.store import UsageLog, usage
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from pienteger_nb.ledger import (
+from pienteger_nb.ledger.store import (
     UsageLog,
     UsageLogError,
     add_usage_arguments,
@@ -197,7 +197,7 @@ def test_plot_of_an_empty_ledger_says_so(tmp_path):
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path):
     code = (
         "import sys\nsys.modules['matplotlib'] = None\nsys.modules['matplotlib.pyplot'] = None\n"
-        "from pienteger_nb.ledger import UsageLog\n"
+        "from pienteger_nb.ledger.store import UsageLog\n"
         "try:\n    UsageLog(':memory:').plot()\nexcept ImportError as exc:\n    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

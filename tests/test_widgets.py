@@ -315,7 +315,7 @@ def test_settings_a_client_refuses_leave_a_usable_form(monkeypatch: pytest.Monke
 
 def test_a_slow_model_listing_does_not_hold_the_form_up(emulator: Any, forms: list[PromptForm],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from pienteger_nb import widgets
+    from pienteger_nb.notebook import form as widgets
 
     monkeypatch.setattr(widgets, "LIST_TIMEOUT", 0.2)  # the cell that makes the form waits this long at most
     emulator.latency = 5.0  # /models answers later than that
@@ -391,7 +391,7 @@ def test_the_form_displays_as_its_widget(form: PromptForm) -> None:
 
 
 def test_history_is_short(form: PromptForm, emulator: Any) -> None:
-    from pienteger_nb import widgets
+    from pienteger_nb.notebook import form as widgets
 
     form.prompt.value = "Hi"
     form.max_tokens.value = 2

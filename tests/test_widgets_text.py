@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from pienteger_nb.client.httperrors import status_error
+from pienteger_nb.client.results import estimate_tokens
 from pienteger_nb.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -16,10 +18,8 @@ from pienteger_nb.errors import (
     InternalServerError,
     StreamError,
 )
-from pienteger_nb.httperrors import status_error
-from pienteger_nb.results import estimate_tokens
-from pienteger_nb.widget_text import error_sentence, parse_stop, status_summary, unescape
-from pienteger_nb.widget_view import _Painter
+from pienteger_nb.notebook.form_text import error_sentence, parse_stop, status_summary, unescape
+from pienteger_nb.notebook.form_view import _Painter
 
 
 class FakeClock:

@@ -10,17 +10,28 @@ import html
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from IPython.core.error import UsageError
 
-from . import config
-from .errors import ConfigurationError, PientegerError
-from .magic_args import emulator_parser, fill_words, parse_words, split_line, usage_parser
-from .magic_errors import CellFailure, describe
+from .. import config
+from ..errors import ConfigurationError, PientegerError
+from .args import emulator_parser, fill_words, parse_words, split_line, usage_parser
+from .failures import CellFailure, describe
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .magics import PientegerMagics
+
+class PientegerMagics(Protocol):
+    """What a subcommand uses of the magics (``magics.PientegerMagics``, which calls in here)."""
+
+    shell: Any
+    emulator: Any
+    _saved_settings: tuple[Any, Any] | None
+
+    def client(self) -> Any: ...
+
+    def fail(self, exc: BaseException, *, what: str = ...) -> CellFailure: ...
+
+    def pienteger(self, line: str, cell: str | None = None) -> None: ...
 
 
 def _show(magics: PientegerMagics, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
@@ -148,7 +159,7 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
 
 def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
     args = parse_words(usage_parser(), words)
-    from . import ledger  # pandas loads here, not with the extension
+    from .. import ledger  # pandas loads here, not with the extension
 
     try:
         if args.export:
@@ -174,7 +185,7 @@ def cmd_form(magics: PientegerMagics, words: list[str]) -> None:
     if words:
         raise UsageError("%pienteger form takes no arguments")
     try:
-        from .widgets import PromptForm
+        from .form import PromptForm
     except ImportError as exc:
         print(f"the form is not available here: {exc}")
         return
@@ -215,7 +226,7 @@ def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
     if magics.emulator is not None:
         print(f"emulator already running at {magics.emulator.url}")
         return
-    from .emulator import Emulator
+    from ..emulator import Emulator
 
     options = {"tokens_per_second": args.tokens_per_second, "latency": args.latency}
     emu = Emulator(

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from typing import Any
 
-from .types import CallRecord
+from ..types import CallRecord
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_S = 5.0

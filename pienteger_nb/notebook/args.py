@@ -16,7 +16,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from .config import FORMATS
+from ..config import FORMATS
 
 _ESCAPES = re.compile(r"\\([nt\\])")
 
@@ -77,7 +77,7 @@ def fill_words(words: list[str], namespace: Any) -> list[str]:
     """
     if namespace is None or any(len(w) > 5 and "--no-interpolate".startswith(w) for w in words):
         return words
-    from .interpolate import interpolate
+    from ..interpolate import interpolate
 
     return [interpolate(w, namespace) for w in words]
 

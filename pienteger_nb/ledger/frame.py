@@ -20,17 +20,23 @@ import sqlite3
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .ledger_schema import BUSY_TIMEOUT_S, LABEL_SQL, LABELLED, MEMORY, time_to_us
+from .schema import BUSY_TIMEOUT_S, LABEL_SQL, LABELLED, MEMORY, time_to_us
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pandas as pd
 
-    from .ledger import UsageLog
-
 When = _dt.datetime | _dt.date | _dt.timedelta | str | None
+
+
+class Readable(Protocol):
+    """What a frame is read from: a ledger's path and a read-only connection (``UsageLog``)."""
+
+    path: str
+
+    def reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
 
 # Stands for SQL NULL in integer columns on their way through text; no real value is this.
 _NULL = -(2**63)
@@ -342,7 +348,7 @@ def _build(
 
 
 def read_frame(
-    log: UsageLog, *, since: When = None, until: When = None, model: Any = None, source: Any = None,
+    log: Readable, *, since: When = None, until: When = None, model: Any = None, source: Any = None,
     columns: Iterable[str] | None = None, text: bool | None = None,
 ) -> pd.DataFrame:
     """The selected calls as a DataFrame, sorted by time (see ``usage()``).

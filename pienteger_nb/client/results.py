@@ -8,7 +8,7 @@ import time as _time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import CallRecord, Choice, Completion, Usage
+from ..types import CallRecord, Choice, Completion, Usage
 
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 

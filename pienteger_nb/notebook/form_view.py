@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import ipywidgets as W
 
-from . import config
-from .render import Throttle
+from .. import config
+from ..throttle import Throttle
 
 # The service's own default (16 tokens) cuts most answers short; a form starts more useful.
 FORM_MAX_TOKENS = 256

@@ -17,10 +17,8 @@ a call refused before anything was sent (a bad parameter, no key). The key lives
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import threading
 import time
 import weakref
@@ -29,64 +27,20 @@ from typing import Any, Literal, Self
 
 import requests
 
-from . import config
-from .errors import APIConnectionError, APIStatusError, ConfigurationError
+from .. import config
+from ..errors import APIConnectionError, APIStatusError, ConfigurationError
+from ..recorder import Recorder, default_recorder, set_default_recorder
+from ..types import CallRecord, Completion, Model
 from .httperrors import map_exception, status_error
 from .params import build_body
 from .results import CallState, completion_from, record_text
 from .retry import Pacer, backoff, describe_wait, is_retryable_status, ratelimit_from, retry_after
 from .stream import Stream
-from .types import CallRecord, Completion, Model
+from .transport import new_session, user_agent
 
 log = logging.getLogger("pienteger_nb")
 
-Recorder = Callable[[CallRecord], Any]
 _UNEXPECTED_MODELS = "the service's model answer has an unexpected shape; check PIENTEGER_BASE_URL"
-_default_recorder: Recorder | None = None
-_version: str | None = None
-
-
-def set_default_recorder(fn: Recorder | None) -> Recorder | None:
-    """Where calls are reported when a Client has ``on_call=None`` (the package wires the usage ledger).
-
-    Returns the recorder it replaces, so a caller can put it back.
-    """
-    global _default_recorder
-    previous, _default_recorder = _default_recorder, fn
-    return previous
-
-
-def user_agent() -> str:
-    """``pienteger-nb/<version>``."""
-    global _version
-    if _version is None:
-        try:
-            from importlib.metadata import version
-
-            _version = version("pienteger_nb")
-        except (ImportError, ValueError, LookupError):  # not installed: running from a checkout
-            _version = "0"
-    return f"pienteger-nb/{_version}"
-
-
-class _Session(requests.Session):
-    """A Session that closes its pooled connections when it is garbage (its thread ended)."""
-
-    def close(self) -> None:
-        # urllib3 2 closes a pool only once it is garbage, and a kept Stream (its response) keeps
-        # its pool alive: close the pools here, or their idle sockets outlive the session.
-        for adapter in self.adapters.values():
-            managers = [getattr(adapter, "poolmanager", None), *getattr(adapter, "proxy_manager", {}).values()]
-            for manager in managers:
-                for key in list(manager.pools.keys()) if manager is not None else ():
-                    pool = manager.pools.get(key)
-                    if pool is not None:
-                        pool.close()
-        super().close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 class Client:
@@ -124,7 +78,7 @@ class Client:
         self.max_retry_wait = float(max_retry_wait)
         self._sleep = sleep
         self._local = threading.local()
-        # Weak: a thread that ends drops its session (closed by _Session.__del__), so a client
+        # Weak: a thread that ends drops its session (closed when collected), so a client
         # shared with short-lived threads (a form's worker per Submit) does not pile up sockets.
         self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -180,15 +134,7 @@ class Client:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = _Session()
-            session.headers["User-Agent"] = user_agent()
-            # The CA bundle is read once per session and the proxies once per client, not on every
-            # request; trust_env off also keeps ~/.netrc credentials out of our requests.
-            session.trust_env = False
-            session.proxies.update(self._proxies)
-            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            if bundle:
-                session.verify = bundle
+            session = new_session(self._proxies)
             self._local.session = session
             with self._lock:
                 self._sessions.add(session)
@@ -304,7 +250,7 @@ class Client:
         self._sleep(seconds)
 
     def _recorder(self) -> Recorder | None:
-        recorder = _default_recorder if self.on_call is None else self.on_call
+        recorder = default_recorder() if self.on_call is None else self.on_call
         return recorder or None
 
     def _report(self, record: CallRecord) -> None:

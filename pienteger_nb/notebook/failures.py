@@ -7,7 +7,7 @@ its own traceback (``_render_traceback_``), shows that one line instead of a tra
 
 from __future__ import annotations
 
-from .errors import (
+from ..errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -32,7 +32,7 @@ class CellInterrupted(KeyboardInterrupt):
 
 def scrub(text: str) -> str:
     """The text with the current key (if it appears at all) replaced by its masked form."""
-    from . import config
+    from .. import config
 
     key, _ = config.api_key()
     if key and key.get() and key.get() in text:

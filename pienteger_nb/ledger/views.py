@@ -8,13 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .ledger_frame import When, read_frame
+from .frame import Readable, When, read_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pandas as pd
-
-    from .ledger import UsageLog
 
 Prices = Mapping[str, float | Mapping[str, float]]
 BY_CHOICES = ("model", "day", "source")
@@ -110,7 +108,7 @@ def summarize(frame: pd.DataFrame, *, by: str = "model", prices: Prices | None =
 
 
 def summarize_log(
-    log: UsageLog, *, by: str = "model", since: When = None, until: When = None, prices: Prices | None = None
+    log: Readable, *, by: str = "model", since: When = None, until: When = None, prices: Prices | None = None
 ) -> pd.DataFrame:
     """``summarize()`` over a ledger, reading only the columns it needs."""
     if by not in BY_CHOICES:

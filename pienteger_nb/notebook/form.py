@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import config
-from .errors import PientegerError
-from .results import estimate_tokens
-from .types import Completion
-from .widget_text import error_sentence, parse_stop, status_summary, unescape
-from .widget_view import UPDATE_INTERVAL, FormView, _Painter, _start_timer
+from .. import config
+from ..client.results import estimate_tokens
+from ..errors import PientegerError
+from ..types import Completion
+from .form_text import error_sentence, parse_stop, status_summary, unescape
+from .form_view import UPDATE_INTERVAL, FormView, _Painter, _start_timer
 
 HISTORY_LENGTH = 20
 # Seconds the model listing may take: the cell that makes the form waits for it (the client's
@@ -100,7 +100,7 @@ class PromptForm(FormView):
         except PientegerError as exc:
             settings = ("invalid", str(exc))
         if self._client is None or settings != self._settings:
-            from .client import Client
+            from ..client.client import Client
 
             self._settings = settings
             try:

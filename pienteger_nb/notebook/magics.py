@@ -16,10 +16,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
-from . import config
-from .errors import PientegerError, StreamError
-from .interpolate import interpolate
-from .magic_args import (
+from .. import config
+from ..errors import PientegerError, StreamError
+from ..interpolate import interpolate
+from ..types import CallRecord, Completion
+from .args import (
     FORMATS,
     cell_params,
     check_output_name,
@@ -28,9 +29,8 @@ from .magic_args import (
     split_line,
     take_values,
 )
-from .magic_errors import CellFailure, CellInterrupted, describe
+from .failures import CellFailure, CellInterrupted, describe
 from .render import StreamView, render_output, sink_for_shell, usage_bundle
-from .types import CallRecord, Completion
 
 _EXAMPLES = """\
 examples:
@@ -94,7 +94,7 @@ class PientegerMagics(Magics):
             return self.client_factory().with_options(source="magic", on_call=self._record)
         settings = config.client_settings()
         if self._cached is None or self._cached[0] != settings:
-            from .client import Client
+            from ..client.client import Client
 
             fresh = Client(source="magic", on_call=self._record)
             if self._cached is not None:
@@ -103,7 +103,7 @@ class PientegerMagics(Magics):
         return self._cached[1]
 
     def _record(self, rec: CallRecord) -> None:
-        from .ledger import record_call
+        from ..ledger.store import record_call
 
         record_call(dataclasses.replace(rec, execution_count=self.execution_count()))
 
@@ -154,7 +154,7 @@ class PientegerMagics(Magics):
         As a line magic, ``%pienteger SUBCOMMAND`` (see below).
         """
         if cell is None:
-            from .magic_commands import run_subcommand
+            from .commands import run_subcommand
 
             run_subcommand(self, line)
             return
@@ -243,7 +243,7 @@ class PientegerMagics(Magics):
     def _show_preview(self, preview: dict[str, Any]) -> None:
         import json
 
-        from .magic_errors import scrub
+        from .failures import scrub
 
         headers = "\n".join(f"{k}: {v}" for k, v in preview.get("headers", {}).items())
         body = json.dumps(preview.get("json"), indent=2, ensure_ascii=False)
@@ -254,7 +254,7 @@ class PientegerMagics(Magics):
     def close(self) -> None:
         """Stop the emulator if this extension started one, restoring the settings it changed."""
         if self.emulator is not None:
-            from .magic_commands import stop_emulator
+            from .commands import stop_emulator
 
             stop_emulator(self)
         if self._cached is not None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .types import Completion
+    from ..types import Completion
 
 COLUMNS = (
     "prompt",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http
 from collections.abc import Iterable
 
-from .errors import (
+from ..errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,

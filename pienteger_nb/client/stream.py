@@ -25,12 +25,13 @@ from typing import Any, Self
 
 import requests
 
-from .config import Secret
-from .errors import APIConnectionError, APITimeoutError, PientegerError, StreamError
+from ..config import Secret
+from ..errors import APIConnectionError, APITimeoutError, PientegerError, StreamError
+from ..types import CallRecord, Chunk, Completion
+from .choices import Choices
 from .httperrors import map_exception
-from .results import CallState, estimated_usage, merge_logprobs, record_text, usage_from
+from .results import CallState, estimated_usage, record_text
 from .sse import SSEDecoder
-from .types import CallRecord, Choice, Chunk, Completion, Usage
 
 _READ_SIZE = 65536
 # A StreamError's advice to Python callers (the magics and the form say it their own way).
@@ -55,16 +56,7 @@ class Stream:
         self._report = report
         self._timeout = timeout
         self._lock = threading.Lock()
-        # Text by choice: recent pieces, and older pieces joined 512 at a time, so memory stays
-        # about the size of the text rather than one str object (~50 bytes) per token.
-        self._pieces: dict[int, list[str]] = {}
-        self._blocks: dict[int, list[str]] = {}
-        self._finish: dict[int, str | None] = {}
-        self._logprobs: dict[int, dict[str, Any] | None] = {}
-        self._usage: Usage | None = None
-        self._id = ""
-        self._model = ""
-        self._created = 0
+        self._choices = Choices()
         self._started = False
         self._reading = False
         self._cancelled = False
@@ -80,17 +72,12 @@ class Stream:
     @property
     def text(self) -> str:
         """Text of choice 0 so far."""
-        return self._text_of(0)
+        return self._choices.text_of(0)
 
     @property
     def texts(self) -> dict[int, str]:
         """Text so far of every choice, by index."""
-        return {i: self._text_of(i) for i in sorted(self._pieces)}
-
-    def _text_of(self, index: int) -> str:
-        blocks = self._blocks.get(index)
-        pieces = self._pieces.get(index, [])
-        return "".join([*blocks, *pieces]) if blocks else "".join(pieces)
+        return self._choices.texts()
 
     @property
     def cancelled(self) -> bool:
@@ -178,7 +165,7 @@ class Stream:
                             done = True
                             break
                         apply(data)
-                        for chunk in self._chunks_of(data):
+                        for chunk in self._choices.chunks_of(data):
                             self._reading = False
                             yield chunk
                             self._reading = True
@@ -209,7 +196,7 @@ class Stream:
                     delta = apply(event.data)
                     self._reading = False
                     if chunks:
-                        yield from self._chunks_of(event.data)
+                        yield from self._choices.chunks_of(event.data)
                     elif delta:
                         yield delta
                     self._reading = True
@@ -306,7 +293,7 @@ class Stream:
         if "error" in obj:
             self._raise_error_event(obj)
         try:
-            return self._fold(obj)
+            delta0, any_text = self._choices.fold(obj)
         except (AttributeError, TypeError, ValueError):
             raise StreamError(
                 f"the service sent an event of an unexpected shape: {self._redact(data)[:60]!r}",
@@ -314,57 +301,9 @@ class Stream:
                 partial_text=self.text,
                 request_id=self.request_id,
             ) from None
-
-    def _fold(self, obj: dict[str, Any]) -> str:
-        """``_apply`` for a parsed event; a field of the wrong type raises TypeError before it is kept."""
-        if not self._id:
-            self._id = str(obj.get("id") or "")
-            self._model = str(obj.get("model") or "")
-            self._created = int(obj.get("created") or 0)
-        usage = obj.get("usage")
-        if usage:
-            self._usage = usage_from(usage)
-        delta0 = ""
-        for choice in obj.get("choices") or ():
-            index = choice.get("index", 0)
-            text = choice.get("text")
-            if type(index) is not int or (text is not None and type(text) is not str):
-                raise TypeError("index must be an int and text a str")
-            if text:
-                pieces = self._pieces.get(index)
-                if pieces is None:
-                    pieces = self._pieces[index] = []
-                pieces.append(text)
-                if len(pieces) >= 512:
-                    self._blocks.setdefault(index, []).append("".join(pieces))
-                    pieces.clear()
-                if self.ttft_s is None:
-                    self.ttft_s = time.perf_counter() - self._call.started
-                if index == 0:
-                    delta0 = text if not delta0 else delta0 + text
-            elif index not in self._pieces:
-                self._pieces[index] = []
-            reason = choice.get("finish_reason")
-            if reason:
-                self._finish[index] = reason
-            if choice.get("logprobs") is not None:
-                self._logprobs[index] = merge_logprobs(self._logprobs.get(index), choice["logprobs"])
+        if any_text and self.ttft_s is None:
+            self.ttft_s = time.perf_counter() - self._call.started
         return delta0
-
-    def _chunks_of(self, data: str) -> Iterator[Chunk]:
-        obj = json.loads(data)  # already validated by _apply
-        for choice in obj.get("choices") or ():
-            yield Chunk(
-                index=choice.get("index", 0),
-                text=choice.get("text") or "",
-                finish_reason=choice.get("finish_reason"),
-                logprobs=choice.get("logprobs"),
-                id=self._id,
-                model=self._model,
-                created=self._created,
-            )
-        if obj.get("usage"):
-            yield Chunk(usage=usage_from(obj["usage"]), id=self._id, model=self._model, created=self._created)
 
     # -- ending -------------------------------------------------------------------------
     def _end(self, status: str, error: PientegerError | None = None) -> None:
@@ -376,17 +315,15 @@ class Stream:
         self.error = error
         latency = time.perf_counter() - self._call.started
         texts = self.texts
-        usage = self._usage or estimated_usage(self._call.prompt, list(texts.values()))
+        choices = self._choices
+        usage = choices.usage or estimated_usage(self._call.prompt, list(texts.values()))
         if status == "ok":
             self.completion = Completion(
-                id=self._id,
-                model=self._model or self._call.model,
-                choices=tuple(
-                    Choice(text=t, index=i, finish_reason=self._finish.get(i), logprobs=self._logprobs.get(i))
-                    for i, t in texts.items()
-                ),
+                id=choices.id,
+                model=choices.model or self._call.model,
+                choices=choices.as_choices(texts),
                 usage=usage,
-                created=self._created,
+                created=choices.created,
                 request_id=self.request_id,
                 latency_s=latency,
                 ttft_s=self.ttft_s,
@@ -400,7 +337,7 @@ class Stream:
                 error=error,
                 usage=usage,
                 text=record_text([texts[i] for i in sorted(texts)]),
-                finish_reason=self._finish.get(0),
+                finish_reason=choices.finish.get(0),
                 ttft_s=self.ttft_s,
                 latency_s=latency,
             )

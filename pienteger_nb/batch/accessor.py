@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .interpolate import interpolate
+from ..interpolate import interpolate
+from .run import complete_many
 
 # A field's leading name, as the interpolation reads it (for the "no such column" warning).
 _NAMES = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)(?=[\[!:}])")
@@ -78,8 +79,6 @@ class FrameAccessor:
         rows whose ``out`` is NA (after an interrupt). Other keywords go to ``complete_many``
         (``model``, ``concurrency``, ``progress``, ``max_tokens``, ...).
         """
-        from .batch import complete_many
-
         if not isinstance(out, str) or not out:
             raise ValueError("out= must be a column name (a non-empty string)")
         if "resume" in kwargs or "prompts" in kwargs:
@@ -140,8 +139,6 @@ class SeriesAccessor:
         Series' name, ``{review}``) stands for the value. Failed rows are NA. Keywords go to
         ``complete_many``; use ``complete_many(s)`` itself for every column of the result.
         """
-        from .batch import complete_many
-
         if template is None:
             prompts = self._series
         else:

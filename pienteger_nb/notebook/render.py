@@ -18,33 +18,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .types import Completion
+from ..throttle import Throttle
+from ..types import Completion
 
 Bundle = dict[str, Any]
 STOPPED_MARK = "[stopped]"
-
-
-class Throttle:
-    """Decides when a streaming view may send an update: at most one per ``interval``.
-
-    The first update goes out at once; later ones wait for the interval to pass. The caller
-    always sends the final state itself (``flush``), so the last text always lands.
-    """
-
-    def __init__(self, interval: float = 0.05, *, clock: Callable[[], float] = time.monotonic):
-        self.interval = interval
-        self._clock = clock
-        self._last: float | None = None
-        self.sent = 0
-
-    def ready(self) -> bool:
-        """True when an update may be sent now; counts it as sent."""
-        now = self._clock()
-        if self._last is not None and now - self._last < self.interval:
-            return False
-        self._last = now
-        self.sent += 1
-        return True
 
 
 class Sink(Protocol):
@@ -353,7 +331,6 @@ __all__ = [
     "DisplaySink",
     "StreamView",
     "TerminalSink",
-    "Throttle",
     "completion_json",
     "guess_language",
     "provenance",

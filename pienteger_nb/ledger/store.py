@@ -24,9 +24,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from . import config
-from .errors import PientegerError
-from .ledger_schema import (
+from .. import config
+from ..errors import PientegerError
+from ..types import CallRecord
+from .schema import (
     BUSY_TIMEOUT_S,
     INSERT_SQL,
     LABEL_AT,
@@ -37,15 +38,14 @@ from .ledger_schema import (
     migrate,
     row_values,
 )
-from .types import CallRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
 
     import pandas as pd
 
-    from .ledger_frame import When
-    from .ledger_views import Prices
+    from .frame import When
+    from .views import Prices
 
 
 class UsageLogError(PientegerError):
@@ -188,7 +188,7 @@ class UsageLog:
         source: str | Iterable[str] | None = None,
     ) -> pd.DataFrame:
         """The calls as a DataFrame, oldest first (columns and dtypes: ``usage()``)."""
-        from .ledger_frame import read_frame
+        from .frame import read_frame
 
         return read_frame(self, since=since, until=until, model=model, source=source)
 
@@ -196,13 +196,13 @@ class UsageLog:
         self, by: str = "model", *, since: When = None, until: When = None, prices: Prices | None = None
     ) -> pd.DataFrame:
         """One row per model, day or source (see ``usage_summary()``)."""
-        from .ledger_views import summarize_log
+        from .views import summarize_log
 
         return summarize_log(self, by=by, since=since, until=until, prices=prices)
 
     def summary_text(self, by: str = "model", *, since: When = None, prices: Prices | None = None) -> str:
         """The summary as a plain-text table for a terminal."""
-        from .ledger_views import format_summary
+        from .views import format_summary
 
         return format_summary(self.summary(by, since=since, prices=prices), ledger=self.path, since=since)
 
@@ -211,7 +211,7 @@ class UsageLog:
         model: str | Iterable[str] | None = None, source: str | Iterable[str] | None = None,
     ) -> Path:
         """Write the rows to ``path``: CSV, or parquet when the name ends in ``.parquet``."""
-        from .ledger_views import export_frame
+        from .views import export_frame
 
         frame = self.frame(since, until, model=model, source=source)
         try:
@@ -227,7 +227,7 @@ class UsageLog:
         source: str | Iterable[str] | None = None, freq: str | None = None, ax: Any = None,
     ) -> Any:
         """Tokens over time by model (matplotlib Axes); needs matplotlib."""
-        from .ledger_views import plot_frame
+        from .views import plot_frame
 
         return plot_frame(self.frame(since, until, model=model, source=source), freq=freq, ax=ax)
 
@@ -317,7 +317,7 @@ def plot(
 
 def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``pienteger-nb usage``."""
-    from .ledger_views import BY_CHOICES
+    from .views import BY_CHOICES
 
     parser.add_argument("--by", choices=BY_CHOICES, default="model", help="group rows by (default: model)")
     parser.add_argument("--since", default=None, help="from this time: 2026-11-01, 2026-11-01T09:00, 1h, 7d")

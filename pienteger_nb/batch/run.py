@@ -1,9 +1,8 @@
-"""Batches: ``complete_many`` over many prompts, and the ``.pienteger`` DataFrame/Series accessor.
+"""Batches: ``complete_many`` over many prompts.
 
 Worker threads share one client (thread-safe, one HTTP session per thread) and one
 ``RateLimiter``, so a 429 pauses every worker and the ``x-ratelimit-remaining-*`` headers slow
-the pace before 429s come. Every row is a ledger row with ``source="batch"``. Importing this
-module registers the accessor (``df.pienteger``, ``s.pienteger``); it imports pandas.
+the pace before 429s come. Every row is a ledger row with ``source="batch"``. It imports pandas.
 """
 
 from __future__ import annotations
@@ -22,20 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .batch_frame import COLUMNS, a_type, failed_row, is_na, ok_row, prompts_of, result_frame, take_resumed
-from .errors import (
+from ..errors import (
     AuthenticationError,
     NotFoundError,
     PermissionDeniedError,
     PientegerError,
     RateLimitError,
 )
+from ..kernel import running_cell
+from .frame import COLUMNS, a_type, failed_row, is_na, ok_row, prompts_of, result_frame, take_resumed
 from .pacing import Cancelled, RateLimiter
-from .progress import make_progress, running_cell
+from .progress import make_progress
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import Client
-    from .types import CallRecord, Completion
+    from ..client.client import Client
+    from ..types import CallRecord, Completion
 
 log = logging.getLogger("pienteger_nb")
 
@@ -111,7 +111,7 @@ def complete_many(
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
     if client is None:
-        from .client import Client
+        from ..client.client import Client
 
         client = Client()
     client.require_key()
@@ -351,8 +351,5 @@ class _Run:
                     self.open_streams.discard(s)
         return s.completion
 
-
-# The accessor lives in its own module; importing it registers df.pienteger and s.pienteger.
-from . import accessor as _accessor  # noqa: F401  (registration needs complete_many above)
 
 __all__ = ["COLUMNS", "BatchInterruptedWarning", "complete_many"]

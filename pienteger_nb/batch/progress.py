@@ -13,34 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from .render import Throttle
-
-
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (IPython with a kernel), where widgets can render."""
-    ipython_mod = sys.modules.get("IPython")
-    if ipython_mod is None:
-        return False
-    get_ipython = getattr(ipython_mod, "get_ipython", None)
-    ip = get_ipython() if get_ipython is not None else None
-    if ip is None:
-        return False
-    config = getattr(ip, "config", None)
-    if isinstance(config, dict) and "IPKernelApp" in config:
-        return True
-    has_trait = getattr(ip, "has_trait", None)
-    return bool(has_trait and has_trait("kernel"))
-
-
-def running_cell() -> int | None:
-    """The number (``In [n]``) of the IPython or notebook cell running now; None outside a cell."""
-    ipython_mod = sys.modules.get("IPython")
-    get_ipython = getattr(ipython_mod, "get_ipython", None)
-    shell = get_ipython() if get_ipython is not None else None
-    # The displayhook holds the running cell's result from its start to its end, and only then.
-    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
-    count = getattr(result, "execution_count", None)
-    return count if isinstance(count, int) else None
+from ..kernel import in_kernel
+from ..throttle import Throttle
 
 
 def describe(done: int, total: int, errors: int, elapsed: float, *, finished: bool = False) -> str:
@@ -171,4 +145,4 @@ def make_progress(progress: bool | str, total: int, **kw: Any) -> Progress:
     raise ValueError(f"progress must be True, False, 'widget' or 'text', got {progress!r}")
 
 
-__all__ = ["Progress", "TextProgress", "WidgetProgress", "describe", "in_kernel", "make_progress", "running_cell"]
+__all__ = ["Progress", "TextProgress", "WidgetProgress", "describe", "make_progress"]

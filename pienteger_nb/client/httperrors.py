@@ -14,8 +14,8 @@ from typing import Any
 import requests
 import urllib3.exceptions as u3
 
-from . import config
-from .errors import (
+from .. import config
+from ..errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,

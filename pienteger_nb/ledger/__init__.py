@@ -1,0 +1,35 @@
+"""The ledger room: every call as one row, kept in SQLite and read back as pandas DataFrames.
+
+``UsageLog`` owns one ledger file (``store``): the schema and its migrations (``schema``),
+the fast frame reader (``frame``), summaries, export and plots (``views``). ``usage()``,
+``usage_summary()`` and ``record_call()`` work on the default ledger (``PIENTEGER_USAGE_DB``).
+
+May import: the shared leaves, sqlite3 and pandas (pandas only inside the functions that
+build frames, so importing the ledger is cheap). No HTTP, no IPython.
+"""
+
+from __future__ import annotations
+
+from .store import (
+    UsageLog,
+    UsageLogError,
+    default_log,
+    export,
+    plot,
+    record_call,
+    summary_text,
+    usage,
+    usage_summary,
+)
+
+__all__ = [
+    "UsageLog",
+    "UsageLogError",
+    "default_log",
+    "export",
+    "plot",
+    "record_call",
+    "summary_text",
+    "usage",
+    "usage_summary",
+]
