@@ -21,6 +21,7 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigurationError,
     InternalServerError,
     NotFoundError,
@@ -30,12 +31,12 @@ from .errors import (
     StreamError,
 )
 from .recorder import set_default_recorder
-from .types import CallRecord, Choice, Chunk, Completion, Model, Usage
+from .types import CallRecord, Choice, Chunk, Completion, Estimate, Model, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import complete_many
     from .client import Client, Stream
-    from .ledger import usage, usage_summary
+    from .ledger import prices, set_budget, set_prices, usage, usage_summary
     from .notebook.form import PromptForm
 
 __version__ = "0.1.0"
@@ -46,12 +47,14 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "CallRecord",
     "Choice",
     "Chunk",
     "Client",
     "Completion",
     "ConfigurationError",
+    "Estimate",
     "InternalServerError",
     "Model",
     "NotFoundError",
@@ -64,6 +67,9 @@ __all__ = [
     "Usage",
     "complete_many",
     "load_ipython_extension",
+    "prices",
+    "set_budget",
+    "set_prices",
     "unload_ipython_extension",
     "usage",
     "usage_summary",
@@ -78,6 +84,9 @@ _LAZY = {
     "usage": ("ledger", "usage"),
     "usage_summary": ("ledger", "usage_summary"),
     "complete_many": ("batch", "complete_many"),
+    "prices": ("ledger.prices", "prices"),
+    "set_prices": ("ledger.prices", "set_prices"),
+    "set_budget": ("ledger.budget", "set_budget"),
 }
 
 

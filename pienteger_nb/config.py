@@ -127,6 +127,11 @@ def _max_retries(value: Any) -> int:
     return _number(value, int, low=0, high=math.inf, what="an integer >= 0")
 
 
+def _path_or_none(value: Any) -> str | None:
+    # The file's contents are checked where prices are read (ledger.prices), not in this leaf.
+    return None if _is_none(value) else os.path.expanduser(str(value).strip())
+
+
 @dataclass(frozen=True)
 class _Field:
     parse: Callable[[Any], Any]
@@ -148,6 +153,7 @@ FIELDS: dict[str, _Field] = {
     "show_usage": _Field(_parse_bool, True, None, "print the usage line after a completion"),
     "store_prompts": _Field(_parse_bool, False, None, "keep prompts and completions in the ledger"),
     "debug": _Field(_parse_bool, False, None, "show full tracebacks"),
+    "prices": _Field(_path_or_none, None, "PIENTEGER_PRICES", "JSON file of USD per 1K tokens by model"),
 }
 
 _lock = threading.Lock()

@@ -9,7 +9,8 @@
     ├── APIStatusError              .status_code .request_id .message .code .type
     │   ├── BadRequestError 400     ├── AuthenticationError 401   ├── PermissionDeniedError 403
     │   ├── NotFoundError 404       ├── RateLimitError 429        └── InternalServerError >= 500
-    └── StreamError                 a stream that broke or ended without [DONE]; .partial_text
+    ├── StreamError                 a stream that broke or ended without [DONE]; .partial_text
+    └── BudgetExceededError         refused before sending: the call could pass the budget
 
 Exceptions carry their context (status, request id, the error body's message/code/type),
 never headers or the API key.
@@ -54,6 +55,22 @@ class StreamError(PientegerError):
         super().__init__(message, advice=advice)
         self.partial_text = partial_text
         self.request_id = request_id
+
+
+class BudgetExceededError(PientegerError):
+    """A call (or batch) refused before anything was sent: its worst case could pass the budget.
+
+    ``spent`` and ``limit`` are in the budget's unit (USD or tokens), ``worst_case`` is what this
+    call could cost at most; ``unit`` is "usd" or "tokens".
+    """
+
+    def __init__(self, message: str, *, spent: float = 0.0, limit: float = 0.0, worst_case: float | None = None,
+                 unit: str = "usd", advice: str = ""):
+        super().__init__(message, advice=advice)
+        self.spent = spent
+        self.limit = limit
+        self.worst_case = worst_case
+        self.unit = unit
 
 
 class APIStatusError(PientegerError):
@@ -130,6 +147,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "InternalServerError",
     "NotFoundError",

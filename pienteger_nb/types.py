@@ -121,6 +121,49 @@ class CallRecord:
     text: str | list[str] | None = None
     execution_count: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Answered from the replay cache: its ledger row costs 0, whatever the prices.
+    cached: bool = False
+    # The notebook's path; None: the ledger asks the running kernel when it records the row.
+    notebook: str | None = None
 
 
-__all__ = ["CallRecord", "Choice", "Chunk", "Completion", "Model", "Usage"]
+@dataclass(frozen=True)
+class Estimate:
+    """What a call (or a batch) will cost at most, worked out without sending anything.
+
+    ``prompt_tokens`` is estimated from the characters (this ledger's own ratio for the model);
+    ``max_completion_tokens`` is ``max_tokens x n x best_of`` per prompt; ``cost_max`` is the
+    worst case in USD, None (NA) when the model is unpriced. Estimates add up with ``+``.
+    """
+
+    rows: int
+    prompt_tokens: int
+    max_completion_tokens: int
+    cost_max: float | None
+    model: str = ""
+
+    @property
+    def max_tokens(self) -> int:
+        """The worst case in tokens: prompt plus every completion token that may be generated."""
+        return self.prompt_tokens + self.max_completion_tokens
+
+    def __add__(self, other: Estimate) -> Estimate:
+        if not isinstance(other, Estimate):
+            return NotImplemented
+        cost = None if self.cost_max is None or other.cost_max is None else self.cost_max + other.cost_max
+        model = self.model if self.model == other.model or not other.rows else (other.model if not self.rows else "")
+        return Estimate(self.rows + other.rows, self.prompt_tokens + other.prompt_tokens,
+                        self.max_completion_tokens + other.max_completion_tokens, cost, model)
+
+    def describe(self) -> str:
+        """One line: rows, tokens and the worst-case cost (or "unpriced")."""
+        cost = "unpriced" if self.cost_max is None else f"at most ${self.cost_max:,.4f}"
+        rows = f"{self.rows:,} prompt" + ("" if self.rows == 1 else "s")
+        return (f"estimate: {rows}, ~{self.prompt_tokens:,} prompt tokens + up to "
+                f"{self.max_completion_tokens:,} completion tokens, {cost}")
+
+    def _repr_markdown_(self) -> str:
+        return self.describe()
+
+
+__all__ = ["CallRecord", "Choice", "Chunk", "Completion", "Estimate", "Model", "Usage"]

@@ -13,6 +13,7 @@ CONTRACT_NAMES = {
     "complete_many", "load_ipython_extension", "PientegerError", "ConfigurationError",
     "APIConnectionError", "APITimeoutError", "APIStatusError", "BadRequestError", "AuthenticationError",
     "PermissionDeniedError", "NotFoundError", "RateLimitError", "InternalServerError", "StreamError",
+    "set_prices", "prices", "set_budget", "BudgetExceededError", "Estimate",
 }
 
 
@@ -30,6 +31,7 @@ def test_the_error_tree_is_the_contract_s():
         errors.APITimeoutError: errors.APIConnectionError,
         errors.APIStatusError: errors.PientegerError,
         errors.StreamError: errors.PientegerError,
+        errors.BudgetExceededError: errors.PientegerError,
         errors.BadRequestError: errors.APIStatusError,
         errors.AuthenticationError: errors.APIStatusError,
         errors.PermissionDeniedError: errors.APIStatusError,

@@ -10,6 +10,8 @@ build frames, so importing the ledger is cheap). No HTTP, no IPython.
 
 from __future__ import annotations
 
+# Not `prices`/`set_prices` here: the name `prices` would hide the submodule of that name.
+from .prices import cost_usd
 from .store import (
     UsageLog,
     UsageLogError,
@@ -25,6 +27,7 @@ from .store import (
 __all__ = [
     "UsageLog",
     "UsageLogError",
+    "cost_usd",
     "default_log",
     "export",
     "plot",

@@ -92,6 +92,10 @@ def _setting(word: str) -> tuple[str, Any]:
             config.check_name(name)
             return name, None
         parsed = config.parse_setting(name, value)
+        if name == "prices" and parsed is not None:
+            from ..ledger.prices import read_file
+
+            read_file(parsed)  # a bad file is refused now; the table in force stays
     except (ConfigurationError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return name, parsed
@@ -245,6 +249,22 @@ def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
     print(f"emulator running at {emu.url}; this kernel now uses it. %pienteger emulator stop goes back.")
 
 
+def cmd_prices(magics: PientegerMagics, words: list[str]) -> None:
+    if words:
+        raise UsageError("%pienteger prices takes no options; set them with set_prices({...}) or "
+                         "%pienteger config prices=FILE")
+    from ..ledger.prices import table_in_force
+
+    table = table_in_force()
+    if not table:
+        print("No prices set: every model is unpriced. Use pienteger_nb.set_prices({\"model\": 0.02}) "
+              "or %pienteger config prices=FILE (JSON, USD per 1K tokens).")
+        return
+    rows = [(m, f"{p:g}", f"{c:g}") for m, (p, c) in sorted(table.items())]
+    _show(magics, table_bundle(["model", "prompt (USD/1K)", "completion (USD/1K)"], rows),
+          {"pienteger": {"prices": {m: {"prompt": p, "completion": c} for m, (p, c) in table.items()}}})
+
+
 def cmd_help(magics: PientegerMagics, words: list[str]) -> None:
     print(magics.pienteger.__doc__)
 
@@ -257,6 +277,7 @@ SUBCOMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
     "check": cmd_check,
     "form": cmd_form,
     "emulator": cmd_emulator,
+    "prices": cmd_prices,
     "help": cmd_help,
 }
 
