@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -32,4 +33,17 @@ def running_cell() -> int | None:
     return count if isinstance(count, int) else None
 
 
-__all__ = ["in_kernel", "running_cell"]
+def notebook_path() -> str:
+    """The running notebook's path: ``__session__`` in the user namespace (set by Jupyter's
+    kernel), else ``JPY_SESSION_NAME``; "" when neither says."""
+    ipython_mod = sys.modules.get("IPython")
+    get_ipython = getattr(ipython_mod, "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    namespace = getattr(shell, "user_ns", None)
+    session = namespace.get("__session__") if isinstance(namespace, dict) else None
+    if isinstance(session, str) and session:
+        return session
+    return os.environ.get("JPY_SESSION_NAME", "")
+
+
+__all__ = ["in_kernel", "notebook_path", "running_cell"]

@@ -42,6 +42,10 @@ CONTRACT_DTYPES = {
     "request_id": "string",
     "endpoint": "category",
     "execution_count": "Int64",
+    "cost": "Float64",
+    "cached": "bool",
+    "notebook": "string",
+    "user": "string",
 }
 
 

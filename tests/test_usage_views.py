@@ -37,7 +37,7 @@ ROWS = [
     ("B", "client", DAY3, "ok", 100, 50, 150, 2.0),
 ]
 COLUMNS = ["calls", "errors", "cancelled", "prompt_tokens", "completion_tokens", "total_tokens",
-           "mean_latency_s", "p95_latency_s"]
+           "mean_latency_s", "p95_latency_s", "cost"]
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def log(tmp_path):
 
 
 def figures(summary: pd.DataFrame, key) -> list:
-    return [summary.loc[key, c] for c in COLUMNS]
+    return [summary.loc[key, c] for c in COLUMNS if c != "cost"]
 
 
 def test_summary_by_model(log):
@@ -101,7 +101,8 @@ def test_prices_give_a_cost_and_nan_where_unknown(log):
     # day 3 has a call to B, which has no price: its cost is unknown, not the partial sum
     assert list(days["cost"].iloc[:2]) == pytest.approx([40 * 0.02 / 1000, 7 * 0.02 / 1000])
     assert math.isnan(days["cost"].iloc[2])
-    assert "cost" not in log.summary("model")
+    # Without prices= the cost is what each row was recorded with: none were priced then.
+    assert log.summary("model")["cost"].isna().all()
 
 
 def test_a_call_that_used_no_tokens_costs_nothing_even_without_a_price(log):
@@ -131,9 +132,9 @@ def test_bad_by_names_the_choices(log):
 def test_summary_text_is_a_readable_table(log):
     text = log.summary_text("model", prices={"A": 0.02})
     lines = text.splitlines()
-    assert lines[0].split() == ["model", *COLUMNS, "cost"]
+    assert lines[0].split() == ["model", *COLUMNS]
     assert lines[1].split() == ["A", "6", "1", "0", "21", "32", "53", "0.400", "0.880", "$0.0011"]
-    assert lines[2].split() == ["B", "2", "0", "1", "104", "56", "160", "2.000", "2.000", "unknown"]
+    assert lines[2].split() == ["B", "2", "0", "1", "104", "56", "160", "2.000", "2.000", "unpriced"]
     assert f"8 calls, 213 tokens, 1 error, 1 cancelled (ledger: {log.path})" in text
 
 

@@ -57,7 +57,7 @@ _KNOWN = {
 @dataclass(frozen=True)
 class _Column:
     name: str
-    kind: str  # time | cat | labelled_str | str | int | bool | seconds
+    kind: str  # time | cat | labelled_str | str | int | bool | seconds | float
 
 
 COLUMNS = (
@@ -79,6 +79,10 @@ COLUMNS = (
     _Column("request_id", "str"),
     _Column("endpoint", "cat"),
     _Column("execution_count", "int"),
+    _Column("cost", "float"),
+    _Column("cached", "bool"),
+    _Column("notebook", "labelled_str"),
+    _Column("user", "labelled_str"),
 )
 _BY_NAME = {c.name: c for c in COLUMNS}
 _CODED = ("cat", "labelled_str")
@@ -199,16 +203,18 @@ def _aggregate(column: _Column) -> str:
     """The SQL aggregate that turns one column of a chunk into one string."""
     if column.kind in ("str", *_CODED):  # (coded columns only land here with too many values)
         return f"json_group_array({column.name})"
+    if column.kind == "float":  # NULL (unpriced) travels as nan and comes back as NA
+        return f"group_concat(ifnull({column.name}, 'nan'))"
     if column.kind == "seconds":  # to the microsecond: integers parse several times faster than floats
         return f"group_concat(ifnull(CAST(round({column.name} * 1e6) AS INTEGER), {_NULL}))"
     name = "time_us" if column.kind == "time" else column.name
     return f"group_concat(ifnull({name}, {_NULL}))"
 
 
-def _parse_ints(text: str | None, count: int) -> np.ndarray:
+def _parse_ints(text: str | None, count: int, dtype: Any = None) -> np.ndarray:
     import numpy as np
 
-    values = np.fromstring(text or "", dtype=np.int64, sep=",")
+    values = np.fromstring(text or "", dtype=dtype or np.int64, sep=",")
     if len(values) != count:  # pragma: no cover - would mean a malformed value in the file
         raise ValueError(f"the usage ledger returned {len(values)} values for {count} rows")
     return values
@@ -280,7 +286,7 @@ def _read_pass(
             if column.kind in ("str", *_CODED):
                 parts[column.name].extend(json.loads(text))
             else:
-                parts[column.name].append(_parse_ints(text, count))
+                parts[column.name].append(_parse_ints(text, count, np.float64 if column.kind == "float" else None))
         if with_ids:
             parts["_id"].append(_parse_ints(values.pop(0), count))
 
@@ -334,6 +340,9 @@ def _series(column: _Column, values: Any, cats: list[str] | None) -> Any:
         return pd.arrays.IntegerArray(np.where(missing, 0, values), missing)
     if column.kind == "bool":
         return values
+    if column.kind == "float":
+        missing = np.isnan(values)
+        return pd.arrays.FloatingArray(np.where(missing, 0.0, values), missing)
     seconds = values / 1e6
     seconds[values == _NULL] = np.nan
     return seconds

@@ -8,11 +8,15 @@ and gains the new columns, and an older release can still write to a newer file.
 from __future__ import annotations
 
 import datetime as _dt
+import getpass
 import json
+import os
 import sqlite3
 from typing import Any
 
+from ..kernel import notebook_path
 from ..types import CallRecord
+from .prices import cost_usd
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_S = 5.0
@@ -68,18 +72,65 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             for name in ("source", "model", "status", "usage_source", "endpoint", "finish_reason")
         ),
     ),
+    (  # v5: spend. The cost at record time (NULL: unpriced), replayed calls, the notebook and user;
+        # running totals per UTC day, month and all time kept by a trigger (whoever writes the
+        # row), so a budget check never scans calls; reservations a budget holds while a call
+        # runs; the characters-per-prompt-token ratio each model has shown.
+        "ALTER TABLE calls ADD COLUMN cost REAL",
+        "ALTER TABLE calls ADD COLUMN cached INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE calls ADD COLUMN notebook TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN prompt_chars INTEGER",
+        "INSERT OR IGNORE INTO labels VALUES ('notebook', ''), ('user', '')",
+        """CREATE TABLE IF NOT EXISTS spend_totals (
+            period TEXT PRIMARY KEY, usd REAL NOT NULL DEFAULT 0, tokens INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        *(
+            f"""INSERT INTO spend_totals (period, usd, tokens)
+                SELECT {key}, 0, sum(ifnull(total_tokens, 0)) FROM calls GROUP BY 1"""
+            for key in (
+                "'day:' || strftime('%Y-%m-%d', time_us / 1000000, 'unixepoch')",
+                "'month:' || strftime('%Y-%m', time_us / 1000000, 'unixepoch')",
+                "'total'",
+            )
+        ),
+        """CREATE TRIGGER IF NOT EXISTS calls_spend AFTER INSERT ON calls WHEN NOT NEW.cached BEGIN
+            INSERT INTO spend_totals (period, usd, tokens) VALUES
+                ('day:' || strftime('%Y-%m-%d', NEW.time_us / 1000000, 'unixepoch'),
+                 ifnull(NEW.cost, 0), ifnull(NEW.total_tokens, 0)),
+                ('month:' || strftime('%Y-%m', NEW.time_us / 1000000, 'unixepoch'),
+                 ifnull(NEW.cost, 0), ifnull(NEW.total_tokens, 0)),
+                ('total', ifnull(NEW.cost, 0), ifnull(NEW.total_tokens, 0))
+            ON CONFLICT (period) DO UPDATE SET usd = usd + excluded.usd, tokens = tokens + excluded.tokens;
+        END""",
+        """CREATE TABLE IF NOT EXISTS spend_reservations (
+            id INTEGER PRIMARY KEY, period TEXT NOT NULL, usd REAL NOT NULL, tokens INTEGER NOT NULL,
+            expires_us INTEGER NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS spend_reservations_expiry ON spend_reservations(expires_us)",
+        """CREATE TABLE IF NOT EXISTS prompt_ratio (
+            model TEXT PRIMARY KEY, chars INTEGER NOT NULL, tokens INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TRIGGER IF NOT EXISTS calls_prompt_ratio AFTER INSERT ON calls
+            WHEN NEW.usage_source = 'reported' AND NEW.prompt_chars > 0 AND NEW.prompt_tokens > 0
+                AND NOT NEW.cached BEGIN
+            INSERT INTO prompt_ratio (model, chars, tokens) VALUES (NEW.model, NEW.prompt_chars, NEW.prompt_tokens)
+            ON CONFLICT (model) DO UPDATE SET chars = chars + excluded.chars, tokens = tokens + excluded.tokens;
+        END""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 INSERT_COLUMNS = (
     "time_us", "source", "model", "status", "error", "http_status", "stream", "prompt_tokens",
     "completion_tokens", "total_tokens", "usage_source", "latency_s", "ttft_s", "finish_reason",
-    "attempts", "request_id", "endpoint", "execution_count", "prompt", "text",
+    "attempts", "request_id", "endpoint", "execution_count", "prompt", "text", "cost", "cached",
+    "notebook", "user", "prompt_chars",
 )
 INSERT_SQL = (
     f"INSERT INTO calls ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
 )
-LABELLED = ("source", "model", "status", "usage_source", "endpoint", "finish_reason")
+LABELLED = ("source", "model", "status", "usage_source", "endpoint", "finish_reason", "notebook", "user")
 LABEL_AT = tuple(INSERT_COLUMNS.index(name) for name in LABELLED)
 LABEL_SQL = "INSERT OR IGNORE INTO labels (name, value) VALUES (?, ?)"
 
@@ -104,8 +155,38 @@ def _stored(value: str | list[str] | None) -> str | None:
     return value if value is None or isinstance(value, str) else json.dumps(list(value))
 
 
+def _prompt_chars(prompt: str | list[str] | None) -> int | None:
+    if prompt is None:
+        return None
+    return len(prompt) if isinstance(prompt, str) else sum(len(str(p)) for p in prompt)
+
+
+def _login_name() -> str:
+    global _LOGIN
+    if _LOGIN is None:
+        try:
+            _LOGIN = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no login name (a container with a bare uid): leave it empty
+            _LOGIN = ""
+    return _LOGIN
+
+
+_LOGIN: str | None = None
+
+
+def call_user() -> str:
+    """Who made the call: ``JUPYTERHUB_USER``, else the login name."""
+    return os.environ.get("JUPYTERHUB_USER") or _login_name()
+
+
 def row_values(rec: CallRecord, *, store_prompts: bool) -> tuple[Any, ...]:
-    """The INSERT parameters for one record, in ``INSERT_COLUMNS`` order."""
+    """The INSERT parameters for one record, in ``INSERT_COLUMNS`` order.
+
+    The cost is worked out now, with the prices in force now: later price changes never
+    rewrite it. A replayed (cached) call cost nothing, priced or not.
+    """
+    cost = 0.0 if rec.cached else cost_usd(str(rec.model or ""), rec.prompt_tokens, rec.completion_tokens)
+    notebook = rec.notebook if rec.notebook is not None else notebook_path()
     error = str(rec.error or "")
     if len(error) > MAX_ERROR_CHARS:
         error = error[: MAX_ERROR_CHARS - 1] + "…"
@@ -132,6 +213,11 @@ def row_values(rec: CallRecord, *, store_prompts: bool) -> tuple[Any, ...]:
         _optional_int(rec.execution_count),
         prompt,
         text,
+        cost,
+        1 if rec.cached else 0,
+        str(notebook or ""),
+        call_user(),
+        _prompt_chars(rec.prompt),
     )
 
 

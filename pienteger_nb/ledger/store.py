@@ -284,12 +284,14 @@ def usage(
 def usage_summary(
     by: str = "model", *, since: When = None, until: When = None, prices: Prices | None = None
 ) -> pd.DataFrame:
-    """One row per ``by`` group ("model", "day" (UTC) or "source"), index named after it.
+    """One row per ``by`` group ("model", "day" (UTC), "source", "notebook", "user", or "cell":
+    indexed by ``notebook`` and ``execution_count``), index named after it.
 
     Columns: ``calls``, ``errors``, ``cancelled``, ``prompt_tokens``, ``completion_tokens``,
-    ``total_tokens``, ``mean_latency_s`` and ``p95_latency_s`` (over ok calls), and with
-    ``prices`` (model -> USD per 1K tokens, a number or ``{"prompt": x, "completion": y}``)
-    a ``cost`` column: NaN, not 0, for a group that spent tokens on a model with no price.
+    ``total_tokens``, ``mean_latency_s`` and ``p95_latency_s`` (over ok calls), and ``cost``:
+    the USD each row was recorded with, or, with ``prices`` (model -> USD per 1K tokens, a
+    number or ``{"prompt": x, "completion": y}``), recomputed at those prices. NaN, not 0, for
+    a group that spent tokens on a model with no price.
     """
     return default_log().summary(by, since=since, until=until, prices=prices)
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 Prices = Mapping[str, float | Mapping[str, float]]
-BY_CHOICES = ("model", "day", "source")
+BY_CHOICES = ("model", "day", "source", "notebook", "cell", "user")
 _NAN = float("nan")
 
 
@@ -51,6 +51,15 @@ def _groups(frame: pd.DataFrame, by: str) -> tuple[np.ndarray, pd.Index]:
         days = frame["time"].dt.tz_localize(None).to_numpy().astype("datetime64[D]")  # the column is UTC
         labels, codes = np.unique(days, return_inverse=True)
         return codes.astype(np.intp), pd.Index([d.item() for d in labels], name="day", dtype=object)
+    if by == "cell":  # (notebook, execution_count): a cell run outside a notebook has no count (-1)
+        keys = pd.DataFrame({"notebook": frame["notebook"].fillna("").astype(str),
+                             "execution_count": frame["execution_count"].fillna(-1).astype("int64")})
+        codes, uniques = pd.MultiIndex.from_frame(keys).factorize(sort=True)
+        index = pd.MultiIndex.from_tuples(list(uniques), names=["notebook", "execution_count"])
+        return np.asarray(codes, dtype=np.intp), index
+    if by in ("notebook", "user"):
+        codes, uniques = pd.factorize(frame[by].fillna("").astype(str), sort=True)
+        return np.asarray(codes, dtype=np.intp), pd.Index(list(uniques), name=by, dtype=object)
     column = frame[by].cat.remove_unused_categories()
     return column.cat.codes.to_numpy().astype(np.intp), pd.Index([str(c) for c in column.cat.categories], name=by)
 
@@ -102,7 +111,14 @@ def summarize(frame: pd.DataFrame, *, by: str = "model", prices: Prices | None =
         # A call that used no tokens (a 404 for a mistyped model) costs nothing, price or not.
         spent = (tokens["prompt_tokens"] | tokens["completion_tokens"] | tokens["total_tokens"]) != 0
         row_cost[~spent] = 0.0
+        if "cached" in frame:  # a replayed answer was free whatever the prices
+            row_cost[frame["cached"].to_numpy(dtype=bool)] = 0.0
         # NaN sums to NaN: a group with tokens spent on an unpriced model has no known cost.
+        out["cost"] = np.bincount(codes, weights=row_cost, minlength=n)
+    elif "cost" in frame:  # the cost each row was recorded with (NA: unpriced then)
+        spent = (tokens["prompt_tokens"] | tokens["completion_tokens"] | tokens["total_tokens"]) != 0
+        row_cost = frame["cost"].to_numpy(dtype=float, na_value=_NAN)
+        row_cost[~spent] = 0.0
         out["cost"] = np.bincount(codes, weights=row_cost, minlength=n)
     return out
 
@@ -114,9 +130,10 @@ def summarize_log(
     if by not in BY_CHOICES:
         raise ValueError(f"by={by!r}: choose one of {', '.join(BY_CHOICES)}")
     needed = ["status", "prompt_tokens", "completion_tokens", "total_tokens", "latency_s"]
-    needed.append("time" if by == "day" else by)
+    needed += {"day": ["time"], "cell": ["notebook", "execution_count"]}.get(by, [by])
     if prices is not None and "model" not in needed:
         needed.append("model")
+    needed.append("cost" if prices is None else "cached")
     frame = read_frame(log, since=since, until=until, columns=needed, text=False)
     return summarize(frame, by=by, prices=prices)
 
@@ -135,7 +152,7 @@ def format_summary(summary: pd.DataFrame, *, ledger: str = "", since: When = Non
     for column in ("mean_latency_s", "p95_latency_s"):
         shown[column] = [("-" if math.isnan(v) else f"{v:.3f}") for v in summary[column]]
     if "cost" in summary:
-        shown["cost"] = [("unknown" if math.isnan(v) else f"${v:,.4f}") for v in summary["cost"]]
+        shown["cost"] = [("unpriced" if math.isnan(v) else f"${v:,.4f}") for v in summary["cost"]]
     table = shown.to_string(index=False)
     calls, tokens = int(summary["calls"].sum()), int(summary["total_tokens"].sum())
     errors, cancelled = int(summary["errors"].sum()), int(summary["cancelled"].sum())
