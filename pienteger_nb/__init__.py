@@ -31,6 +31,7 @@ from .errors import (
     StreamError,
 )
 from .recorder import set_default_recorder
+from .spend import SpendPolicy, set_default_spend
 from .types import CallRecord, Choice, Chunk, Completion, Estimate, Model, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,6 +105,17 @@ def _record_to_ledger(record: CallRecord) -> None:
 
 # Every call from any Client lands in the default usage ledger unless it says otherwise.
 set_default_recorder(_record_to_ledger)
+
+
+def _ledger_spend() -> SpendPolicy:
+    # Made at a Client's first call: keeps `import pienteger_nb` cheap.
+    from .ledger.budget import LedgerSpend
+
+    return LedgerSpend()
+
+
+# Prices, the characters-per-token ratio and budgets come from the default ledger.
+set_default_spend(_ledger_spend)
 
 
 class _WhenPandasLoads(importlib.abc.MetaPathFinder):

@@ -30,7 +30,9 @@ import requests
 from .. import config
 from ..errors import APIConnectionError, APIStatusError, ConfigurationError
 from ..recorder import Recorder, default_recorder, set_default_recorder
-from ..types import CallRecord, Completion, Model
+from ..spend import SpendPolicy, default_spend
+from ..types import CallRecord, Completion, Estimate, Model
+from .estimate import estimate_body
 from .httperrors import map_exception, status_error
 from .params import build_body
 from .results import CallState, completion_from, record_text
@@ -60,6 +62,7 @@ class Client:
         sleep: Callable[[float], Any] = time.sleep,
         pacer: Pacer | None = None,
         max_retry_wait: float = 60.0,
+        spend: SpendPolicy | None = None,
     ):
         self._key, _ = config.api_key(api_key)
         self.base_url: str = config.check_base_url(config.get("base_url", base_url))
@@ -76,6 +79,7 @@ class Client:
         self.include_usage = include_usage
         self.pacer = pacer
         self.max_retry_wait = float(max_retry_wait)
+        self.spend = spend  # None: the package's default (the ledger's prices and budget)
         self._sleep = sleep
         self._local = threading.local()
         # Weak: a thread that ends drops its session (closed when collected), so a client
@@ -113,7 +117,7 @@ class Client:
             "api_key": self._key, "base_url": self.base_url, "timeout": self.timeout,
             "connect_timeout": self.connect_timeout, "max_retries": self.max_retries, "source": self.source,
             "on_call": self.on_call, "include_usage": self.include_usage, "sleep": self._sleep,
-            "pacer": self.pacer, "max_retry_wait": self.max_retry_wait,
+            "pacer": self.pacer, "max_retry_wait": self.max_retry_wait, "spend": self.spend,
         }
         unknown = set(options) - set(current)
         if unknown:
@@ -253,6 +257,22 @@ class Client:
         recorder = default_recorder() if self.on_call is None else self.on_call
         return recorder or None
 
+    def _spend(self) -> SpendPolicy:
+        return self.spend if self.spend is not None else default_spend()
+
+    def _reserve(self, body: dict[str, Any]) -> tuple[SpendPolicy, Any]:
+        """Hold the call's worst case against the budget (BudgetExceededError: nothing is sent)."""
+        policy = self._spend()
+        return policy, policy.reserve(estimate_body(body, policy))
+
+    def _settle(self, policy: SpendPolicy, ticket: Any, record: CallRecord | None) -> None:
+        if ticket is None:
+            return
+        try:
+            policy.settle(ticket, record)
+        except Exception as exc:  # noqa: BLE001 - an unsettled reservation expires; the call stands
+            log.warning("settling the budget reservation failed: %s: %s", type(exc).__name__, exc)
+
     def _report(self, record: CallRecord) -> None:
         recorder = self._recorder()
         if recorder is None:
@@ -328,12 +348,40 @@ class Client:
         return {"method": "POST", "url": self.base_url + "/completions",
                 "headers": self._headers(stream=stream, masked=True), "json": body}
 
+    def estimate(self, prompt: str | list[str], *, model: str | None = None,
+                 extra_body: Mapping[str, Any] | None = None, **params: Any) -> Estimate:
+        """What this call would cost at most (an ``Estimate``), checked like a call; sends nothing.
+
+        Prompt tokens come from this ledger's characters-per-token ratio for the model (4 when
+        it has none); completion tokens are ``max_tokens x n x best_of`` per prompt.
+        """
+        body = self._prepare(prompt, model, False, extra_body, params)
+        return estimate_body(body, self._spend())
+
     def complete(self, prompt: str | list[str], *, model: str | None = None,
                  extra_body: Mapping[str, Any] | None = None, **params: Any) -> Completion:
         """The whole completion, once it is done. Parameters are checked before anything is sent."""
         body = self._prepare(prompt, model, False, extra_body, params)
         self._ready()  # refused before sending: not a call, so not recorded
+        policy, ticket = self._reserve(body)
         call = CallState(model=body["model"], prompt=prompt, stream=False, source=self.source)
+        settled = False
+
+        def report(record: CallRecord) -> None:
+            nonlocal settled
+            try:
+                self._report(record)
+            finally:
+                settled = True
+                self._settle(policy, ticket, record)
+
+        try:
+            return self._complete(body, call, report)
+        finally:
+            if not settled:  # no record was built (recording off): release the reservation all the same
+                self._settle(policy, ticket, None)
+
+    def _complete(self, body: dict[str, Any], call: CallState, report: Callable[[CallRecord], None]) -> Completion:
         try:
             resp = self._request("POST", "/completions", body=body, stream=False, call=call)
             data = self._json(resp, call)
@@ -351,10 +399,10 @@ class Client:
                 ) from None
         except BaseException as exc:
             status = "error" if isinstance(exc, Exception) else "cancelled"
-            self._report(call.record(status, error=exc if isinstance(exc, Exception) else None))
+            report(call.record(status, error=exc if isinstance(exc, Exception) else None))
             raise
         if self._recorder() is not None:  # building the record costs a little: only when wanted
-            self._report(call.record("ok", usage=result.usage, text=record_text([c.text for c in result.choices]),
+            report(call.record("ok", usage=result.usage, text=record_text([c.text for c in result.choices]),
                                      finish_reason=result.finish_reason, latency_s=result.latency_s))
         return result
 
@@ -366,14 +414,23 @@ class Client:
         """
         body = self._prepare(prompt, model, True, extra_body, params)
         self._ready()
+        policy, ticket = self._reserve(body)
         call = CallState(model=body["model"], prompt=prompt, stream=True, source=self.source)
+
+        def report(record: CallRecord) -> None:
+            # The row first, then the reservation goes: the budget never sees the call as free.
+            try:
+                self._report(record)
+            finally:
+                self._settle(policy, ticket, record)
+
         try:
             resp = self._request("POST", "/completions", body=body, stream=True, call=call)
         except BaseException as exc:
             status = "error" if isinstance(exc, Exception) else "cancelled"
-            self._report(call.record(status, error=exc if isinstance(exc, Exception) else None))
+            report(call.record(status, error=exc if isinstance(exc, Exception) else None))
             raise
-        return Stream(resp, call=call, report=self._report, timeout=self.timeout, secret=self._key)
+        return Stream(resp, call=call, report=report, timeout=self.timeout, secret=self._key)
 
 
 __all__ = ["Client", "Stream", "set_default_recorder"]

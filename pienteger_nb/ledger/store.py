@@ -160,6 +160,29 @@ class UsageLog:
         except sqlite3.Error as exc:
             raise UsageLogError(f"could not record in the usage ledger at {self.path}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def immediate(self) -> Iterator[sqlite3.Connection]:
+        """The writer's connection inside one ``BEGIN IMMEDIATE`` transaction, committed at the end.
+
+        IMMEDIATE takes the file's write lock first, so a check and the write it decides on are
+        one step for every thread and process sharing the file (the budget's reservations).
+        """
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement on the writer's connection (its own transaction); the rows it returns."""
+        with self._lock:
+            return self._connection().execute(sql, params).fetchall()
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._connection().execute("SELECT count(*) FROM calls").fetchone()[0])
