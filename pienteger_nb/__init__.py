@@ -37,7 +37,9 @@ from .types import CallRecord, Choice, Chunk, Completion, Estimate, Model, Usage
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import complete_many
     from .client import Client, Stream
-    from .ledger import prices, set_budget, set_prices, usage, usage_summary
+    from .ledger import usage, usage_summary
+    from .ledger.budget import set_budget
+    from .ledger.prices import prices, set_prices
     from .notebook.form import PromptForm
 
 __version__ = "0.1.0"

@@ -8,8 +8,7 @@ import sqlite3
 
 import pytest
 
-from pienteger_nb.ledger import UsageLog
-from pienteger_nb.ledger import schema
+from pienteger_nb.ledger import UsageLog, schema
 from pienteger_nb.ledger.prices import set_prices
 from pienteger_nb.types import CallRecord
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pienteger_nb import config
 import pienteger_nb.ledger.prices as prices_mod
+from pienteger_nb import config
 from pienteger_nb.ledger.prices import cost_usd, prices, read_file, set_prices
 
 

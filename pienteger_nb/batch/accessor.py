@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..interpolate import interpolate
+from ..types import Estimate
 from .run import complete_many
 
 # A field's leading name, as the interpolation reads it (for the "no such column" warning).
@@ -60,6 +61,14 @@ class FrameAccessor:
         """The prompts ``complete`` would send (a Series on the frame's index); sends nothing."""
         return fill(template, self._frame)
 
+    def estimate(self, template: str, **kwargs: Any) -> Estimate:
+        """What ``complete(template, **kwargs)`` would cost at most, summed over the rows; sends nothing."""
+        if "dry_run" in kwargs:
+            raise TypeError("estimate() is the dry run; leave dry_run= out")
+        estimate = complete_many(fill(template, self._frame), dry_run=True, progress=False, **kwargs)
+        assert isinstance(estimate, Estimate)
+        return estimate
+
     def complete(
         self,
         template: str,
@@ -91,6 +100,7 @@ class FrameAccessor:
             if not redo.any():
                 return result
         batch = complete_many(prompts[redo], **kwargs)
+        assert isinstance(batch, pd.DataFrame), "use .estimate(template) for a dry run"
         # By position, not label: an index may repeat labels (pd.concat), and .loc would misalign.
         rows = np.flatnonzero(redo)
 
@@ -147,6 +157,7 @@ class SeriesAccessor:
                 frame[self._series.name] = self._series
             prompts = fill(template, frame)
         batch = complete_many(prompts, **kwargs)
+        assert isinstance(batch, pd.DataFrame), "use df.pienteger.estimate(template) for a dry run"
         text = batch["text"].where(batch["status"] == "ok", None).astype(object)
         return text.rename(self._series.name)
 

@@ -119,7 +119,10 @@ def result_frame(labels: pd.Index, items: list[Any], rows: list[dict[str, Any] |
     for col in _INT_COLUMNS:
         frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
     frame["latency_s"] = frame["latency_s"].astype("float64")
-    frame["status"] = pd.Categorical(frame["status"], categories=["ok", "error", "cancelled"])
+    statuses = ["ok", "error", "cancelled"]
+    if (frame["status"] == "skipped").any():  # only a budget that ran out mid-run skips rows
+        statuses.append("skipped")
+    frame["status"] = pd.Categorical(frame["status"], categories=statuses)
     frame["error"] = frame["error"].fillna("").astype(str)
     return frame
 

@@ -23,19 +23,21 @@ import pandas as pd
 
 from ..errors import (
     AuthenticationError,
+    BudgetExceededError,
     NotFoundError,
     PermissionDeniedError,
     PientegerError,
     RateLimitError,
 )
 from ..kernel import running_cell
+from .budget import row_estimates, total
 from .frame import COLUMNS, a_type, failed_row, is_na, ok_row, prompts_of, result_frame, take_resumed
 from .pacing import Cancelled, RateLimiter
 from .progress import make_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client.client import Client
-    from ..types import CallRecord, Completion
+    from ..types import CallRecord, Completion, Estimate
 
 log = logging.getLogger("pienteger_nb")
 
@@ -77,8 +79,9 @@ def complete_many(
     rpm: float | None = None,
     on_row: Callable[[int, dict[str, Any]], Any] | None = None,
     limiter: RateLimiter | None = None,
+    dry_run: bool = False,
     **params: Any,
-) -> pd.DataFrame:
+) -> pd.DataFrame | Estimate:
     """Complete every prompt; returns a DataFrame aligned with the input, one row per prompt.
 
     ``prompts`` is a list, a Series (its index is kept) or any iterable of strings. Columns:
@@ -98,6 +101,12 @@ def complete_many(
     a KeyboardInterrupt it raises interrupts the batch the same way. ``limiter`` shares a
     ``pacing.RateLimiter`` between batches run one after another (or gives tests its clock);
     give either it or ``rpm``.
+
+    ``dry_run=True`` sends nothing and returns one ``Estimate`` summed over the rows to do.
+    With a budget set (``set_budget``) a batch whose worst case does not fit is refused before
+    it starts (``BudgetExceededError`` says how many rows would fit); one that reaches the limit
+    while running marks the refused row and every later one ``skipped``, and ``resume=`` picks
+    them up once the budget allows.
     """
     if "stream" in params:
         raise TypeError("complete_many chooses stream= itself (rows stream unless best_of > 1); leave it out")
@@ -123,6 +132,11 @@ def complete_many(
     if first is not None:
         # Parameters are checked once here (ValueError naming the parameter), not once per row.
         client.request_preview(first, model=model, stream=_streams(params), **params)
+    if dry_run or todo:
+        estimates = row_estimates(client, items, todo, model, params)
+        if dry_run:
+            return total(estimates, model or client.default_model)
+        client.spend_policy.fits(estimates)  # refused up front: nothing sent
     if todo:
         run = _Run(
             client,
@@ -195,6 +209,7 @@ class _Run:
         self.todo: collections.deque[int] = collections.deque(todo)
         self.results: queue.Queue[tuple[int, dict[str, Any], BaseException | None]] = queue.Queue()
         self.stop = threading.Event()
+        self.budget_stop: str | None = None  # why rows not started yet are skipped
         self.open_streams: set[Any] = set()
         self.lock = threading.Lock()
         n = min(concurrency, len(todo))
@@ -260,6 +275,14 @@ class _Run:
             display.close(note="interrupted" if interrupted else ("stopped" if fatal else ""))
         if fatal is not None:
             raise fatal
+        if self.budget_stop is not None and not interrupted:
+            skipped = sum(1 for r in self.rows if r is not None and r["status"] == "skipped")
+            warnings.warn(
+                f"batch stopped by the budget: {skipped} of {len(self.rows)} rows skipped. Resume with "
+                "complete_many(prompts, resume=df) once the budget allows (set_budget to raise it).",
+                BatchInterruptedWarning,
+                stacklevel=_caller_level(),
+            )
         if interrupted:
             left = len(self.rows) - ok
             extra = f"; {stuck} worker threads were still finishing a request" if stuck else ""
@@ -299,6 +322,9 @@ class _Run:
                 pos = self.todo.popleft()
             except IndexError:
                 return
+            if self.budget_stop is not None:  # the budget ran out: later rows are skipped, not sent
+                self.results.put((pos, failed_row("skipped", self.budget_stop), None))
+                continue
             try:
                 row = self._one(self.items[pos])
             except _Fatal as fatal:
@@ -320,6 +346,9 @@ class _Run:
             completion = self._call(prompt)
         except Cancelled:
             return failed_row("cancelled", "cancelled", latency=time.perf_counter() - start)
+        except BudgetExceededError as exc:
+            self.budget_stop = f"{type(exc).__name__}: {exc}"
+            return failed_row("skipped", self.budget_stop)
         except (PientegerError, ValueError, TypeError) as exc:
             if _is_fatal(exc):
                 raise _Fatal(exc) from exc

@@ -257,8 +257,13 @@ class Client:
         recorder = default_recorder() if self.on_call is None else self.on_call
         return recorder or None
 
-    def _spend(self) -> SpendPolicy:
+    @property
+    def spend_policy(self) -> SpendPolicy:
+        """The policy this client asks about prices and budgets (its own, else the package's)."""
         return self.spend if self.spend is not None else default_spend()
+
+    def _spend(self) -> SpendPolicy:
+        return self.spend_policy
 
     def _reserve(self, body: dict[str, Any]) -> tuple[SpendPolicy, Any]:
         """Hold the call's worst case against the budget (BudgetExceededError: nothing is sent)."""

@@ -56,15 +56,14 @@ def make_budget(usd: Any = None, *, tokens: Any = None, per: str = "day") -> Bud
         if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) or usd < 0:
             raise ValueError(f"budget usd={usd!r}: give a number of US dollars >= 0, e.g. set_budget(5)")
         usd = float(usd)
-    if tokens is not None:
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            raise ValueError(f"budget tokens={tokens!r}: give a whole number >= 0, e.g. set_budget(tokens=200000)")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0):
+        raise ValueError(f"budget tokens={tokens!r}: give a whole number >= 0, e.g. set_budget(tokens=200000)")
     if usd is None and tokens is None:
         return None
     return Budget(usd, tokens, per)
 
 
-_TEXT = re.compile(r"^\s*\$?\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*(usd|\$|tokens?)?\s*(?:/|per)\s*([a-z]+)\s*$", re.I)
+_TEXT = re.compile(r"^\s*\$?\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*(usd|\$|tokens?)?\s*(?:/|per)\s*([a-z]+)\s*$", re.IGNORECASE)
 
 
 def parse_budget(text: str) -> Budget | None:

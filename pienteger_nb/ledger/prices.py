@@ -37,7 +37,8 @@ _SHAPE = "give a number, a (prompt, completion) pair or {\"prompt\": p, \"comple
 
 def _price(model: str, field: str, value: Any, per: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"price for {model!r}: {field} is {value!r}, not a number; {_SHAPE}")
+        # ValueError for every fault of a table: it comes from a file as often as from code.
+        raise ValueError(f"price for {model!r}: {field} is {value!r}, not a number; {_SHAPE}")  # noqa: TRY004
     try:
         number = float(value)
     except ValueError:
@@ -52,7 +53,7 @@ def parse_table(table: Mapping[str, Any], *, per: float = 1000) -> PriceTable:
     if isinstance(per, bool) or not isinstance(per, int | float) or not per > 0 or not math.isfinite(per):
         raise ValueError(f"per={per!r}: give the number of tokens the prices are for, e.g. per=1000")
     if not isinstance(table, Mapping):
-        raise ValueError(f"prices must map a model name to its price, got {type(table).__name__}; {_SHAPE}")
+        raise ValueError(f"prices must map a model name to its price, got {type(table).__name__}; {_SHAPE}")  # noqa: TRY004
     parsed: PriceTable = {}
     for model, price in table.items():
         if not isinstance(model, str) or not model:
@@ -165,7 +166,7 @@ def prices() -> pd.DataFrame:
 
 def describe_cost(cost: float | None) -> str:
     """``$0.0012`` or ``unpriced``: how every view shows a cost."""
-    return "unpriced" if cost is None or cost != cost else f"${cost:,.4f}"
+    return "unpriced" if cost is None or math.isnan(cost) else f"${cost:,.4f}"
 
 
 __all__ = ["PriceTable", "cost_usd", "describe_cost", "parse_table", "prices", "read_file", "set_prices",
