@@ -43,7 +43,7 @@ class Budget:
     per: str
 
     def describe(self) -> str:
-        parts = ([f"${self.usd:,.2f}"] if self.usd is not None else []) + (
+        parts = ([_usd(self.usd)] if self.usd is not None else []) + (
             [f"{self.tokens:,} tokens"] if self.tokens is not None else [])
         return f"{' and '.join(parts)} per {self.per}"
 
@@ -136,6 +136,10 @@ class _Session:
 
 
 _session = _Session()
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:g}"
 
 
 def _money(value: float, unit: str) -> str:
@@ -330,7 +334,7 @@ def describe_status(policy: LedgerSpend | None = None) -> str:
         return "No budget set: calls are not limited. Set one with %pienteger budget 5 --per day."
     parts = []
     if budget.usd is not None:
-        parts.append(f"${usd:,.4f} of ${budget.usd:,.2f}")
+        parts.append(f"${usd:,.4f} of {_usd(budget.usd)}")
     if budget.tokens is not None:
         parts.append(f"{tokens:,} of {budget.tokens:,} tokens")
     held = f" ({_money(held_usd, 'usd')} / {held_tokens:,} tokens held by calls running now)" if held_tokens else ""

@@ -265,6 +265,34 @@ def cmd_prices(magics: PientegerMagics, words: list[str]) -> None:
           {"pienteger": {"prices": {m: {"prompt": p, "completion": c} for m, (p, c) in table.items()}}})
 
 
+def cmd_budget(magics: PientegerMagics, words: list[str]) -> None:
+    from ..ledger.budget import describe_status, parse_budget, set_budget
+
+    how = "e.g. %pienteger budget 5 --per day, %pienteger budget 200000tokens --per month, %pienteger budget off"
+    if words == ["off"]:
+        set_budget(None)
+        print("Budget off: calls are not limited.")
+        return
+    if words:
+        amount, per, rest = words[0], "day", words[1:]
+        if rest[:1] == ["--per"] and len(rest) == 2:
+            per = rest[1]
+        elif rest:
+            raise UsageError(f"%pienteger budget: unexpected {' '.join(rest)!r}; {how}")
+        try:
+            budget = parse_budget(amount if "/" in amount else f"{amount}/{per}")
+        except ValueError as exc:
+            raise UsageError(f"{exc}; {how}") from None
+        if budget is None:
+            set_budget(None)
+        else:
+            set_budget(budget.usd, tokens=budget.tokens, per=budget.per)
+    try:
+        print(describe_status())
+    except PientegerError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_help(magics: PientegerMagics, words: list[str]) -> None:
     print(magics.pienteger.__doc__)
 
@@ -278,6 +306,7 @@ SUBCOMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
     "form": cmd_form,
     "emulator": cmd_emulator,
     "prices": cmd_prices,
+    "budget": cmd_budget,
     "help": cmd_help,
 }
 

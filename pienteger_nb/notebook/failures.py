@@ -11,6 +11,7 @@ from ..errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    BudgetExceededError,
     ConfigurationError,
     StreamError,
 )
@@ -73,6 +74,8 @@ def describe(exc: BaseException, *, what: str = "completion") -> str:
         rid = f", request id {exc.request_id}" if exc.request_id else ""
         kept = "the text so far is kept above" if exc.partial_text else "no text had arrived"
         line = f"Pienteger stream broke{rid}: {_first_line(exc.message)}; {kept}; run the cell again"
+    elif isinstance(exc, BudgetExceededError):
+        line = f"Pienteger {what} refused before sending: {_first_line(str(exc), 400)}"
     elif isinstance(exc, ValueError):
         line = f"Pienteger: bad option: {_first_line(str(exc))}"
     else:

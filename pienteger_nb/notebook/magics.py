@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments
 from .. import config
 from ..errors import PientegerError, StreamError
 from ..interpolate import interpolate
-from ..types import CallRecord, Completion
+from ..types import CallRecord, Completion, Estimate
 from .args import (
     FORMATS,
     cell_params,
@@ -61,6 +61,8 @@ subcommands (line magic):
   %pienteger check                       one call that proves the key and URL work
   %pienteger form                        a widget form that streams into its output
   %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed)
+  %pienteger prices                      the prices in force (USD per 1K tokens)
+  %pienteger budget [5 --per day | off]  show or set the spending limit
   %pienteger help                        this text
 """
 
@@ -184,7 +186,8 @@ class PientegerMagics(Magics):
             params = cell_params(args, defaults=defaults)
             client = self.client()
             if args.dry_run:
-                self._show_preview(client.request_preview(prompt, model=model, stream=stream, **params))
+                preview = client.request_preview(prompt, model=model, stream=stream, **params)
+                self._show_preview(preview, client.estimate(prompt, model=model, **params))
                 return None
             if stream:
                 completion = self._stream(client, prompt, model=model, fmt=fmt, params=params)
@@ -240,7 +243,7 @@ class PientegerMagics(Magics):
         view.finish(*render_output(completion, fmt))
         return completion
 
-    def _show_preview(self, preview: dict[str, Any]) -> None:
+    def _show_preview(self, preview: dict[str, Any], estimate: Estimate | None = None) -> None:
         import json
 
         from .failures import scrub
@@ -248,8 +251,12 @@ class PientegerMagics(Magics):
         headers = "\n".join(f"{k}: {v}" for k, v in preview.get("headers", {}).items())
         body = json.dumps(preview.get("json"), indent=2, ensure_ascii=False)
         text = scrub(f"{preview.get('method', 'POST')} {preview.get('url', '')}\n{headers}\n\n{body}\n")
+        meta: dict[str, Any] = {"dry_run": True}
+        if estimate is not None:  # what it would cost, under the request
+            text += estimate.describe() + "\n"
+            meta["estimate"] = dataclasses.asdict(estimate)
         text += "(dry run: nothing was sent)"
-        sink_for_shell(self.shell).final({"text/plain": text}, {"pienteger": {"dry_run": True}})
+        sink_for_shell(self.shell).final({"text/plain": text}, {"pienteger": meta})
 
     def close(self) -> None:
         """Stop the emulator if this extension started one, restoring the settings it changed."""
