@@ -20,8 +20,19 @@ def _isolated(tmp_path, monkeypatch):
     from pienteger_nb import config
 
     config.clear_kernel()
+    _reset_spend()
     yield
     config.clear_kernel()
+    _reset_spend()
+
+
+def _reset_spend() -> None:
+    """No prices and no budget set in this process (each test sets its own)."""
+    from pienteger_nb.ledger import budget, prices
+
+    prices.set_prices(None)
+    budget._explicit = None
+    budget._session.start()
 
 
 @pytest.fixture(scope="module")

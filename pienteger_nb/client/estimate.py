@@ -7,6 +7,7 @@ from typing import Any
 
 from ..spend import SpendPolicy
 from ..types import Estimate
+from .results import estimate_tokens
 
 # What the service generates when a request gives no max_tokens (the API's documented default).
 SERVICE_DEFAULT_MAX_TOKENS = 16
@@ -25,8 +26,11 @@ def _prompt_tokens(prompt: Any, suffix: str, ratio: float) -> tuple[int, int]:
         if isinstance(one, list):
             tokens += len(one)
         else:
-            # Every prompt costs at least a token, however short.
-            tokens += max(1, math.ceil((len(str(one)) + len(suffix)) / ratio))
+            text = str(one) + suffix
+            # The ratio is an average; a prompt of symbols has more tokens than it says. A
+            # tokenizer does not join a word to the punctuation beside it, so the documented
+            # estimator's count (words, punctuation, runs of space) is a floor for the worst case.
+            tokens += max(1, math.ceil(len(text) / ratio), estimate_tokens(text))
     return len(prompts), tokens
 
 

@@ -204,7 +204,8 @@ def _aggregate(column: _Column) -> str:
     if column.kind in ("str", *_CODED):  # (coded columns only land here with too many values)
         return f"json_group_array({column.name})"
     if column.kind == "float":  # NULL (unpriced) travels as nan and comes back as NA
-        return f"group_concat(ifnull({column.name}, 'nan'))"
+        # %!.17g round-trips a double exactly (group_concat's own text keeps only 15 digits)
+        return f"group_concat(CASE WHEN {column.name} IS NULL THEN 'nan' ELSE printf('%!.17g', {column.name}) END)"
     if column.kind == "seconds":  # to the microsecond: integers parse several times faster than floats
         return f"group_concat(ifnull(CAST(round({column.name} * 1e6) AS INTEGER), {_NULL}))"
     name = "time_us" if column.kind == "time" else column.name
