@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TEST_KEY
 
 import pienteger_nb
 from pienteger_nb import BudgetExceededError, Client, Estimate, complete_many, set_budget, set_prices, usage
 from pienteger_nb.ledger import UsageLog
 from pienteger_nb.ledger.budget import LedgerSpend, parse_budget
-
-from conftest import TEST_KEY
 
 MODEL = "text-davinci-003"
 ROOT = Path(__file__).resolve().parent.parent
