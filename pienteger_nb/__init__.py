@@ -30,12 +30,13 @@ from .errors import (
     StreamError,
 )
 from .recorder import set_default_recorder
+from .replay import set_default_replay
 from .types import CallRecord, Choice, Chunk, Completion, Model, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import complete_many
     from .client import Client, Stream
-    from .ledger import usage, usage_summary
+    from .ledger import clear_cache, usage, usage_summary
     from .notebook.form import PromptForm
 
 __version__ = "0.1.0"
@@ -62,6 +63,7 @@ __all__ = [
     "Stream",
     "StreamError",
     "Usage",
+    "clear_cache",
     "complete_many",
     "load_ipython_extension",
     "unload_ipython_extension",
@@ -78,6 +80,7 @@ _LAZY = {
     "usage": ("ledger", "usage"),
     "usage_summary": ("ledger", "usage_summary"),
     "complete_many": ("batch", "complete_many"),
+    "clear_cache": ("ledger", "clear_cache"),
 }
 
 
@@ -93,8 +96,19 @@ def _record_to_ledger(record: CallRecord) -> None:
     record_call(record)
 
 
-# Every call from any Client lands in the default usage ledger unless it says otherwise.
+class _LedgerReplay:
+    """Stored answers come from the default ledger's replay cache (imported at the first look)."""
+
+    def lookup(self, key: str) -> Completion | None:
+        from .ledger.cache import LedgerReplay
+
+        return LedgerReplay().lookup(key)
+
+
+# Every call from any Client lands in the default usage ledger unless it says otherwise, and
+# its answer, when it may be replayed, in the ledger's replay cache.
 set_default_recorder(_record_to_ledger)
+set_default_replay(_LedgerReplay())
 
 
 class _WhenPandasLoads(importlib.abc.MetaPathFinder):

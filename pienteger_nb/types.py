@@ -65,6 +65,8 @@ class Completion:
     requested_model: str | None = None
     # remaining quota from x-ratelimit-remaining-* headers: "requests"/"tokens" -> int
     ratelimit: dict[str, int] = field(default_factory=dict, compare=False)
+    # True when the answer came from the replay cache, not from the service (nothing was paid)
+    cached: bool = False
 
     @property
     def text(self) -> str:
@@ -121,6 +123,12 @@ class CallRecord:
     text: str | list[str] | None = None
     execution_count: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Replay cache: ``cached`` when the answer was replayed (nothing sent); ``cache_key`` names
+    # the request's stored answer; ``answer`` is the Completion to keep under it (set only when
+    # a successful call may be stored, so the recorder can file it with the row).
+    cached: bool = False
+    cache_key: str | None = None
+    answer: Completion | None = field(default=None, repr=False)
 
 
 __all__ = ["CallRecord", "Choice", "Chunk", "Completion", "Model", "Usage"]

@@ -10,6 +10,7 @@ build frames, so importing the ledger is cheap). No HTTP, no IPython.
 
 from __future__ import annotations
 
+from .cache import cache_stats, clear_cache
 from .store import (
     UsageLog,
     UsageLogError,
@@ -25,6 +26,8 @@ from .store import (
 __all__ = [
     "UsageLog",
     "UsageLogError",
+    "cache_stats",
+    "clear_cache",
     "default_log",
     "export",
     "plot",

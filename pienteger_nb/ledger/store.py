@@ -125,8 +125,14 @@ class UsageLog:
         return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
 
     def record(self, rec: CallRecord) -> None:
-        """Write one call as one row, committed before this returns."""
-        self._write([row_values(rec, store_prompts=self._store())])
+        """Write one call as one row, committed before this returns (and file or count its
+        answer in the replay cache when the call may be replayed)."""
+        store = self._store()
+        self._write([row_values(rec, store_prompts=store)])
+        if rec.cache_key is not None:
+            from .cache import cache_of
+
+            cache_of(self).file(rec, store_prompts=store)
 
     def record_many(self, records: Iterable[CallRecord]) -> int:
         """Write many records in one transaction (imports, tests); returns how many."""
