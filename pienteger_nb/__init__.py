@@ -100,7 +100,7 @@ class _LedgerReplay:
     """Stored answers come from the default ledger's replay cache (imported at the first look)."""
 
     def lookup(self, key: str) -> Completion | None:
-        from .ledger.cache import LedgerReplay
+        from .ledger.store import LedgerReplay
 
         return LedgerReplay().lookup(key)
 

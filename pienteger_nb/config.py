@@ -332,7 +332,8 @@ def describe() -> list[tuple[str, str, str]]:
     rows = [("api_key", key.masked if key else "(not set)", origin)]
     for name in FIELDS:
         value, where = lookup(name)
-        rows.append((name, "none" if value is None else str(value), where))
+        shown = {True: "on", False: "off"}.get(value, value) if name == "cache" else value
+        rows.append((name, "none" if shown is None else str(shown), where))
     db = default_usage_db()
     rows.append(("usage_db", db, "environment" if os.environ.get("PIENTEGER_USAGE_DB") else "default"))
     return rows

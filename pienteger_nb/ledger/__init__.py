@@ -10,10 +10,12 @@ build frames, so importing the ledger is cheap). No HTTP, no IPython.
 
 from __future__ import annotations
 
-from .cache import cache_stats, clear_cache
 from .store import (
+    LedgerReplay,
     UsageLog,
     UsageLogError,
+    cache_stats,
+    clear_cache,
     default_log,
     export,
     plot,
@@ -24,6 +26,7 @@ from .store import (
 )
 
 __all__ = [
+    "LedgerReplay",
     "UsageLog",
     "UsageLogError",
     "cache_stats",

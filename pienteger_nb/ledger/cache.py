@@ -17,14 +17,25 @@ import dataclasses
 import datetime as _dt
 import json
 import sqlite3
+import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..types import CallRecord, Choice, Completion, Usage
 from .prices import cost_usd
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .store import UsageLog
+
+class UsageLog(Protocol):
+    """What the cache uses of ``store.UsageLog`` (named here, not imported: store imports us)."""
+
+    path: str
+    _lock: threading.Lock
+
+    def _connection(self) -> sqlite3.Connection: ...
+
+
+class ReplayCacheError(Exception):
+    """The replay cache's table could not be read or written (the ledger wraps it in UsageLogError)."""
 
 _CREATE = """CREATE TABLE IF NOT EXISTS replay_cache (
     key TEXT PRIMARY KEY,
@@ -63,12 +74,18 @@ class CacheStats:
     usd_saved: float  # over the priced entries
     unpriced_replays: int  # replays of answers from models without a price
 
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
     def __str__(self) -> str:
         if not self.entries and not self.replays:
             return "Replay cache: empty (no answers stored yet)."
-        usd = f"${self.usd_saved:,.4f}"
-        if self.unpriced_replays:
-            usd += f" (+ {self.unpriced_replays} unpriced replays)"
+        if self.unpriced_replays == self.replays and self.replays:
+            usd = "USD unpriced"
+        else:
+            usd = f"${self.usd_saved:,.4f}"
+            if self.unpriced_replays:
+                usd += f" (+ {self.unpriced_replays:,} unpriced replays)"
         return (f"Replay cache: {self.entries:,} answers stored; {self.replays:,} replays saved "
                 f"{self.tokens_saved:,} tokens and {usd}.")
 
@@ -110,8 +127,6 @@ class ReplayCache:
     @contextlib.contextmanager
     def _conn(self) -> Any:
         # The ledger's own connection, under its lock: one writer per process, as for rows.
-        from .store import UsageLogError
-
         try:
             with self._log._lock:
                 conn = self._log._connection()
@@ -127,7 +142,7 @@ class ReplayCache:
                     self._ready = True
                 yield conn
         except sqlite3.Error as exc:
-            raise UsageLogError(f"the replay cache in {self._log.path} failed: {exc}") from exc
+            raise ReplayCacheError(f"the replay cache in {self._log.path} failed: {exc}") from exc
 
     def lookup(self, key: str) -> Completion | None:
         """The stored answer for ``key``, or None."""
@@ -178,27 +193,4 @@ def cache_of(log: UsageLog) -> ReplayCache:
     return cache
 
 
-class LedgerReplay:
-    """The package's default replay store: the default ledger's cache, found at each call."""
-
-    def lookup(self, key: str) -> Completion | None:
-        from .store import default_log
-
-        return cache_of(default_log()).lookup(key)
-
-
-def clear_cache() -> int:
-    """Empty the replay cache in the default ledger; returns how many answers it held."""
-    from .store import default_log
-
-    return cache_of(default_log()).clear()
-
-
-def cache_stats() -> CacheStats:
-    """What the default ledger's replay cache holds and has saved."""
-    from .store import default_log
-
-    return cache_of(default_log()).stats()
-
-
-__all__ = ["CacheStats", "LedgerReplay", "ReplayCache", "cache_of", "cache_stats", "clear_cache"]
+__all__ = ["CacheStats", "ReplayCache", "ReplayCacheError", "cache_of"]

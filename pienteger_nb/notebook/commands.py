@@ -245,6 +245,25 @@ def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
     print(f"emulator running at {emu.url}; this kernel now uses it. %pienteger emulator stop goes back.")
 
 
+def cmd_cache(magics: PientegerMagics, words: list[str]) -> None:
+    """``%pienteger cache``: what the replay cache holds and saved; ``cache clear`` empties it."""
+    from ..ledger.store import UsageLogError, cache_stats, clear_cache
+
+    if words not in ([], ["clear"]):
+        raise UsageError("usage: %pienteger cache (what is stored and saved) or %pienteger cache clear")
+    try:
+        if words:
+            removed = clear_cache()
+            print(f"Replay cache cleared: {removed:,} stored answer{'s' if removed != 1 else ''} removed.")
+            return
+        stats = cache_stats()
+    except UsageLogError as exc:
+        raise magics.fail(exc, what="replay cache") from None
+    setting = {True: "on", False: "off"}.get(config.get("cache"), "auto")
+    _show(magics, {"text/plain": f"{stats} (cache={setting})"},
+          {"pienteger": {"cache": {**stats.as_dict(), "setting": setting}}})
+
+
 def cmd_help(magics: PientegerMagics, words: list[str]) -> None:
     print(magics.pienteger.__doc__)
 
@@ -257,6 +276,7 @@ SUBCOMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
     "check": cmd_check,
     "form": cmd_form,
     "emulator": cmd_emulator,
+    "cache": cmd_cache,
     "help": cmd_help,
 }
 

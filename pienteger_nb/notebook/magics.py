@@ -61,6 +61,7 @@ subcommands (line magic):
   %pienteger check                       one call that proves the key and URL work
   %pienteger form                        a widget form that streams into its output
   %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed)
+  %pienteger cache [clear]               stored answers, replays and what they saved; or empty it
   %pienteger help                        this text
 """
 
@@ -146,6 +147,7 @@ class PientegerMagics(Magics):
     @argument("-o", "--output", default=None, metavar="NAME", help="store the Completion in this variable")
     @argument("--no-interpolate", action="store_true", help="send {braces} exactly as typed")
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
+    @argument("--refresh", action="store_true", help="call the service even if an answer is stored; store the new one")
     @no_var_expand  # options are filled like the prompt (fill_words), never evaluated
     @line_cell_magic
     def pienteger(self, line: str, cell: str | None = None) -> None:
@@ -187,10 +189,11 @@ class PientegerMagics(Magics):
                 self._show_preview(client.request_preview(prompt, model=model, stream=stream, **params))
                 return None
             if stream:
-                completion = self._stream(client, prompt, model=model, fmt=fmt, params=params)
+                completion = self._stream(client, prompt, model=model, fmt=fmt, params=params,
+                                          refresh=args.refresh)
             else:
                 try:
-                    completion = client.complete(prompt, model=model, **params)
+                    completion = client.complete(prompt, model=model, refresh=args.refresh, **params)
                 except KeyboardInterrupt:
                     raise CellInterrupted(
                         "KeyboardInterrupt: the request was stopped (recorded as cancelled)"
@@ -205,14 +208,14 @@ class PientegerMagics(Magics):
         return completion
 
     def _stream(
-        self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any]
+        self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any], refresh: bool = False
     ) -> Completion:
         view = StreamView(sink=sink_for_shell(self.shell, markdown=fmt == "markdown"), clock=self.clock)
         self.last_view = view
         several = params.get("n", 1) > 1
         text = ""
         try:
-            with client.stream(prompt, model=model, **params) as s:
+            with client.stream(prompt, model=model, refresh=refresh, **params) as s:
                 for delta in s:
                     if several:  # n > 1: all choices, in index order, as they grow
                         texts = s.texts
