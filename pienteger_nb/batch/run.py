@@ -77,6 +77,7 @@ def complete_many(
     rpm: float | None = None,
     on_row: Callable[[int, dict[str, Any]], Any] | None = None,
     limiter: RateLimiter | None = None,
+    cache: bool | str | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Complete every prompt; returns a DataFrame aligned with the input, one row per prompt.
@@ -97,7 +98,8 @@ def complete_many(
     ``on_row(position, row)`` is called in the calling thread as each row finishes;
     a KeyboardInterrupt it raises interrupts the batch the same way. ``limiter`` shares a
     ``pacing.RateLimiter`` between batches run one after another (or gives tests its clock);
-    give either it or ``rpm``.
+    give either it or ``rpm``. ``cache`` ("auto", True, False) overrides the client's replay
+    setting: rows whose request has a stored answer are replayed, not sent.
     """
     if "stream" in params:
         raise TypeError("complete_many chooses stream= itself (rows stream unless best_of > 1); leave it out")
@@ -115,6 +117,8 @@ def complete_many(
 
         client = Client()
     client.require_key()
+    if cache is not None:
+        client = client.with_options(cache=cache)
     rows: list[dict[str, Any] | None] = [None] * len(items)
     if resume is not None:
         take_resumed(resume, labels, items, rows)
