@@ -5,13 +5,12 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from conftest import TEST_KEY
 
 from pienteger_nb import Client, clear_cache, config, usage
 from pienteger_nb.errors import APIStatusError, StreamError
 from pienteger_nb.ledger import cache_stats, default_log
 from pienteger_nb.replay import cache_key
-
-from conftest import TEST_KEY
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from .. import config
-from ..errors import PientegerError, StreamError
 from ..client.results import estimate_tokens
+from ..errors import PientegerError, StreamError
 from ..interpolate import interpolate
 from ..types import CallRecord, Completion
 from .args import (
