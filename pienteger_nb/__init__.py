@@ -31,13 +31,14 @@ from .errors import (
     StreamError,
 )
 from .recorder import set_default_recorder
+from .replay import set_default_replay
 from .spend import SpendPolicy, set_default_spend
 from .types import CallRecord, Choice, Chunk, Completion, Estimate, Model, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import complete_many
     from .client import Client, Stream
-    from .ledger import usage, usage_summary
+    from .ledger import clear_cache, usage, usage_summary
     from .ledger.budget import set_budget
     from .ledger.prices import prices, set_prices
     from .notebook.form import PromptForm
@@ -68,6 +69,7 @@ __all__ = [
     "Stream",
     "StreamError",
     "Usage",
+    "clear_cache",
     "complete_many",
     "load_ipython_extension",
     "prices",
@@ -90,6 +92,7 @@ _LAZY = {
     "prices": ("ledger.prices", "prices"),
     "set_prices": ("ledger.prices", "set_prices"),
     "set_budget": ("ledger.budget", "set_budget"),
+    "clear_cache": ("ledger", "clear_cache"),
 }
 
 
@@ -105,8 +108,19 @@ def _record_to_ledger(record: CallRecord) -> None:
     record_call(record)
 
 
-# Every call from any Client lands in the default usage ledger unless it says otherwise.
+class _LedgerReplay:
+    """Stored answers come from the default ledger's replay cache (imported at the first look)."""
+
+    def lookup(self, key: str) -> Completion | None:
+        from .ledger.store import LedgerReplay
+
+        return LedgerReplay().lookup(key)
+
+
+# Every call from any Client lands in the default usage ledger unless it says otherwise, and
+# its answer, when it may be replayed, in the ledger's replay cache.
 set_default_recorder(_record_to_ledger)
+set_default_replay(_LedgerReplay())
 
 
 def _ledger_spend() -> SpendPolicy:

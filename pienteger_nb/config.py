@@ -123,6 +123,12 @@ def _timeout(value: Any) -> float:
     return _number(value, float, low=1e-3, high=1e6, what="a number of seconds > 0 (and finite)")
 
 
+def _cache(value: Any) -> Any:
+    from .replay import parse_cache_setting  # a leaf: no cycle, and config stays importable alone
+
+    return parse_cache_setting(value)
+
+
 def _max_retries(value: Any) -> int:
     return _number(value, int, low=0, high=math.inf, what="an integer >= 0")
 
@@ -154,6 +160,7 @@ FIELDS: dict[str, _Field] = {
     "store_prompts": _Field(_parse_bool, False, None, "keep prompts and completions in the ledger"),
     "debug": _Field(_parse_bool, False, None, "show full tracebacks"),
     "prices": _Field(_path_or_none, None, "PIENTEGER_PRICES", "JSON file of USD per 1K tokens by model"),
+    "cache": _Field(_cache, "auto", None, "replay stored answers: auto (temperature 0 or a seed), on, off"),
 }
 
 _lock = threading.Lock()
@@ -235,7 +242,7 @@ def lookup(name: str, explicit: Any = None) -> tuple[Any, str]:
 
 def client_settings() -> tuple[Any, ...]:
     """What a ``Client()`` reads when it is made; a cached client is stale when this changes."""
-    return (api_key()[0], *(get(name) for name in ("base_url", "model", "timeout", "max_retries")))
+    return (api_key()[0], *(get(name) for name in ("base_url", "model", "timeout", "max_retries", "cache")))
 
 
 def api_key(explicit: str | Secret | None = None) -> tuple[Secret | None, str]:
@@ -331,7 +338,8 @@ def describe() -> list[tuple[str, str, str]]:
     rows = [("api_key", key.masked if key else "(not set)", origin)]
     for name in FIELDS:
         value, where = lookup(name)
-        rows.append((name, "none" if value is None else str(value), where))
+        shown = {True: "on", False: "off"}.get(value, value) if name == "cache" else value
+        rows.append((name, "none" if shown is None else str(shown), where))
     db = default_usage_db()
     rows.append(("usage_db", db, "environment" if os.environ.get("PIENTEGER_USAGE_DB") else "default"))
     return rows

@@ -65,6 +65,8 @@ class Completion:
     requested_model: str | None = None
     # remaining quota from x-ratelimit-remaining-* headers: "requests"/"tokens" -> int
     ratelimit: dict[str, int] = field(default_factory=dict, compare=False)
+    # True when the answer came from the replay cache, not from the service (nothing was paid)
+    cached: bool = False
 
     @property
     def text(self) -> str:
@@ -121,10 +123,14 @@ class CallRecord:
     text: str | list[str] | None = None
     execution_count: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    # Answered from the replay cache: its ledger row costs 0, whatever the prices.
-    cached: bool = False
     # The notebook's path; None: the ledger asks the running kernel when it records the row.
     notebook: str | None = None
+    # Replay cache: ``cached`` when the answer was replayed (nothing sent); ``cache_key`` names
+    # the request's stored answer; ``answer`` is the Completion to keep under it (set only when
+    # a successful call may be stored, so the recorder can file it with the row).
+    cached: bool = False  # its ledger row costs 0, whatever the prices
+    cache_key: str | None = None
+    answer: Completion | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

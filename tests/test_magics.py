@@ -464,10 +464,11 @@ def test_streaming_updates_are_throttled_and_the_last_state_lands(
     assert 2 <= len(streamed) <= clock.now / 0.05 + 1  # at most 20 per (simulated) second
     final_text = ip.user_ns["res"].text
     assert streamed[0] and final_text.startswith(streamed[0]) and len(streamed[0]) < len(final_text)
-    assert magics.last_view.first_shown_s <= 2 * clock.step  # first token shown at once
+    # first token shown at once (the live usage line reads the clock once when the call starts)
+    assert magics.last_view.first_shown_s <= 3 * clock.step
     assert all(final_text.startswith(s) for s in streamed)
     assert r.final()["data"]["text/plain"] == final_text
-    assert [p["update"] for p in r.published][:2] == [False, True]  # one output, updated in place
+    assert [p["update"] for p in r.published if not p["metadata"]][:2] == [False, True]  # one output, updated in place
     assert all(set(p["data"]) == {"text/plain"} for p in r.published if not p["metadata"])
 
 

@@ -223,6 +223,6 @@ def test_unknown_format_is_refused() -> None:
 
 
 def test_usage_line() -> None:
-    assert usage_line(make_completion()) == "text-davinci:003 · 5 → 7 tokens · 0.42 s"
+    assert usage_line(make_completion()) == "text-davinci:003 · 5 → 7 tokens · unpriced · 0.42 s"
     estimated = make_completion(usage=Usage(5, 7, 12, source="estimated"))
     assert usage_line(estimated).endswith("(estimated)")

@@ -199,6 +199,9 @@ def test_a_batch_is_refused_up_front_stopped_mid_run_then_resumed(client, emulat
         set_budget(row_cost_floor)  # after the first row: nothing more fits
 
     row_cost_floor = row.cost_max / 10
+    # Rows run one at a time; each answer takes 0.3 s, so on_row (in the calling thread) lowers the
+    # budget long before the worker asks to start the third row, however busy the machine.
+    emulator.latency = 0.3
     with pytest.warns(pienteger_nb.batch.run.BatchInterruptedWarning, match="stopped by the budget"):
         first = complete_many(prompts, client=client, progress=False, concurrency=1, on_row=lower_the_budget,
                               max_tokens=10)
@@ -207,6 +210,7 @@ def test_a_batch_is_refused_up_front_stopped_mid_run_then_resumed(client, emulat
     assert 1 <= done <= 2 and statuses == ["ok"] * done + ["skipped"] * (6 - done)
     assert first["error"].iloc[-1].startswith("BudgetExceededError: budget")
     set_budget(None)
+    emulator.latency = 0.0
     second = complete_many(prompts, client=client, progress=False, resume=first, max_tokens=10)
     assert (second["status"] == "ok").all()
     assert len(emulator.requests) == 6  # the skipped rows were sent once, on resume

@@ -80,6 +80,7 @@ def complete_many(
     on_row: Callable[[int, dict[str, Any]], Any] | None = None,
     limiter: RateLimiter | None = None,
     dry_run: bool = False,
+    cache: bool | str | None = None,
     **params: Any,
 ) -> pd.DataFrame | Estimate:
     """Complete every prompt; returns a DataFrame aligned with the input, one row per prompt.
@@ -100,7 +101,8 @@ def complete_many(
     ``on_row(position, row)`` is called in the calling thread as each row finishes;
     a KeyboardInterrupt it raises interrupts the batch the same way. ``limiter`` shares a
     ``pacing.RateLimiter`` between batches run one after another (or gives tests its clock);
-    give either it or ``rpm``.
+    give either it or ``rpm``. ``cache`` ("auto", True, False) overrides the client's replay
+    setting: rows whose request has a stored answer are replayed, not sent.
 
     ``dry_run=True`` sends nothing and returns one ``Estimate`` summed over the rows to do.
     With a budget set (``set_budget``) a batch whose worst case does not fit is refused before
@@ -125,6 +127,8 @@ def complete_many(
         client = Client()
     if not dry_run:  # a dry run sends nothing: it needs no key
         client.require_key()
+    if cache is not None:
+        client = client.with_options(cache=cache)
     rows: list[dict[str, Any] | None] = [None] * len(items)
     if resume is not None:
         take_resumed(resume, labels, items, rows)

@@ -30,11 +30,13 @@ import requests
 from .. import config
 from ..errors import APIConnectionError, APIStatusError, ConfigurationError
 from ..recorder import Recorder, default_recorder, set_default_recorder
+from ..replay import CacheSetting, ReplayStore, default_replay, key_for, parse_cache_setting
 from ..spend import SpendPolicy, default_spend
 from ..types import CallRecord, Completion, Estimate, Model
 from .estimate import estimate_body
 from .httperrors import map_exception, status_error
 from .params import build_body
+from .replayed import ReplayStream, replayed_completion, replayed_record
 from .results import CallState, completion_from, record_text
 from .retry import Pacer, backoff, describe_wait, is_retryable_status, ratelimit_from, retry_after
 from .stream import Stream
@@ -63,6 +65,8 @@ class Client:
         pacer: Pacer | None = None,
         max_retry_wait: float = 60.0,
         spend: SpendPolicy | None = None,
+        cache: CacheSetting | str | None = None,
+        replay: ReplayStore | None = None,
     ):
         self._key, _ = config.api_key(api_key)
         self.base_url: str = config.check_base_url(config.get("base_url", base_url))
@@ -80,6 +84,9 @@ class Client:
         self.pacer = pacer
         self.max_retry_wait = float(max_retry_wait)
         self.spend = spend  # None: the package's default (the ledger's prices and budget)
+        # "auto": replay only deterministic requests (temperature 0 or a seed); True: any; False: never
+        self.cache: CacheSetting = parse_cache_setting(config.get("cache", cache))
+        self.replay = replay  # None: the package's store (the ledger's), read at each call
         self._sleep = sleep
         self._local = threading.local()
         # Weak: a thread that ends drops its session (closed when collected), so a client
@@ -118,6 +125,7 @@ class Client:
             "connect_timeout": self.connect_timeout, "max_retries": self.max_retries, "source": self.source,
             "on_call": self.on_call, "include_usage": self.include_usage, "sleep": self._sleep,
             "pacer": self.pacer, "max_retry_wait": self.max_retry_wait, "spend": self.spend,
+            "cache": self.cache, "replay": self.replay,
         }
         unknown = set(options) - set(current)
         if unknown:
@@ -363,13 +371,45 @@ class Client:
         body = self._prepare(prompt, model, False, extra_body, params)
         return estimate_body(body, self._spend())
 
+    def _stored(self, body: dict[str, Any], call: CallState, cache: CacheSetting | str | None,
+                refresh: bool) -> Completion | None:
+        """The stored answer to replay for this request, if any; sets the call's cache key so a
+        fresh answer is stored (replacing the old one with ``refresh``)."""
+        setting = self.cache if cache is None else parse_cache_setting(cache)
+        call.cache_key = key_for(setting, self.base_url, body)
+        if call.cache_key is None or refresh:
+            return None
+        store = self.replay or default_replay()
+        if store is None:
+            return None
+        try:
+            answer = store.lookup(call.cache_key)
+        except Exception as exc:  # noqa: BLE001 - a broken store costs a call, never the answer
+            log.warning("the replay cache could not be read (%s: %s); calling the service",
+                        type(exc).__name__, exc)
+            return None
+        if answer is not None:
+            call.cached = True
+        return answer
+
     def complete(self, prompt: str | list[str], *, model: str | None = None,
-                 extra_body: Mapping[str, Any] | None = None, **params: Any) -> Completion:
-        """The whole completion, once it is done. Parameters are checked before anything is sent."""
+                 extra_body: Mapping[str, Any] | None = None, cache: CacheSetting | str | None = None,
+                 refresh: bool = False, **params: Any) -> Completion:
+        """The whole completion, once it is done. Parameters are checked before anything is sent.
+
+        ``cache`` overrides the client's replay setting for this call; ``refresh=True`` calls
+        the service even when an answer is stored, and stores the new one in its place.
+        """
         body = self._prepare(prompt, model, False, extra_body, params)
         self._ready()  # refused before sending: not a call, so not recorded
-        policy, ticket = self._reserve(body)
         call = CallState(model=body["model"], prompt=prompt, stream=False, source=self.source)
+        stored = self._stored(body, call, cache, refresh)
+        if stored is not None:  # a replay costs nothing: no reservation
+            result = replayed_completion(stored, call)
+            if self._recorder() is not None:
+                self._report(replayed_record(result, call))
+            return result
+        policy, ticket = self._reserve(body)
         settled = False
 
         def report(record: CallRecord) -> None:
@@ -408,19 +448,24 @@ class Client:
             raise
         if self._recorder() is not None:  # building the record costs a little: only when wanted
             report(call.record("ok", usage=result.usage, text=record_text([c.text for c in result.choices]),
-                                     finish_reason=result.finish_reason, latency_s=result.latency_s))
+                               finish_reason=result.finish_reason, latency_s=result.latency_s, answer=result))
         return result
 
     def stream(self, prompt: str | list[str], *, model: str | None = None,
-               extra_body: Mapping[str, Any] | None = None, **params: Any) -> Stream:
+               extra_body: Mapping[str, Any] | None = None, cache: CacheSetting | str | None = None,
+               refresh: bool = False, **params: Any) -> Stream:
         """A Stream (use ``with``): iterate it for text as it arrives; ``.completion`` after the end.
 
-        The request is sent (and retried) now, so an error status raises here.
+        The request is sent (and retried) now, so an error status raises here. A stored answer
+        (see ``complete``'s ``cache`` and ``refresh``) streams back as deltas, nothing sent.
         """
         body = self._prepare(prompt, model, True, extra_body, params)
         self._ready()
-        policy, ticket = self._reserve(body)
         call = CallState(model=body["model"], prompt=prompt, stream=True, source=self.source)
+        stored = self._stored(body, call, cache, refresh)
+        if stored is not None:  # a replay costs nothing: no reservation
+            return ReplayStream(stored, call=call, report=self._report)
+        policy, ticket = self._reserve(body)
 
         def report(record: CallRecord) -> None:
             # The row first, then the reservation goes: the budget never sees the call as free.

@@ -37,6 +37,8 @@ class CallState:
     http_status: int | None = None
     request_id: str | None = None
     ratelimit: dict[str, int] = field(default_factory=dict)
+    cache_key: str | None = None  # the replay cache's key, when this request may be stored/replayed
+    cached: bool = False  # answered from the replay cache: nothing was sent
 
     def record(
         self,
@@ -48,6 +50,7 @@ class CallState:
         finish_reason: str | None = None,
         ttft_s: float | None = None,
         latency_s: float | None = None,
+        answer: Completion | None = None,
     ) -> CallRecord:
         """The CallRecord for this call's outcome (the error as "ClassName: message")."""
         return CallRecord(
@@ -70,6 +73,10 @@ class CallState:
             request_id=self.request_id,
             prompt=self.prompt,
             text=text,
+            cached=self.cached,
+            cache_key=self.cache_key,
+            # only a fresh success is stored; a replay or a failure never is
+            answer=answer if status == "ok" and self.cache_key and not self.cached else None,
         )
 
 

@@ -330,6 +330,7 @@ class Stream:
                 attempts=self.attempts,
                 requested_model=self._call.model,
                 ratelimit=dict(self._call.ratelimit),
+                cached=self._call.cached,
             )
         self._report(
             self._call.record(
@@ -340,6 +341,7 @@ class Stream:
                 finish_reason=choices.finish.get(0),
                 ttft_s=self.ttft_s,
                 latency_s=latency,
+                answer=self.completion,
             )
         )
 

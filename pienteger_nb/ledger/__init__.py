@@ -13,8 +13,11 @@ from __future__ import annotations
 # Not `prices`/`set_prices` here: the name `prices` would hide the submodule of that name.
 from .prices import cost_usd
 from .store import (
+    LedgerReplay,
     UsageLog,
     UsageLogError,
+    cache_stats,
+    clear_cache,
     default_log,
     export,
     plot,
@@ -25,8 +28,11 @@ from .store import (
 )
 
 __all__ = [
+    "LedgerReplay",
     "UsageLog",
     "UsageLogError",
+    "cache_stats",
+    "clear_cache",
     "cost_usd",
     "default_log",
     "export",

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .. import config
 from ..errors import PientegerError
-from ..types import CallRecord
+from ..types import CallRecord, Completion
+from .cache import CacheStats, ReplayCacheError, cache_of
 from .schema import (
     BUSY_TIMEOUT_S,
     INSERT_SQL,
@@ -125,8 +126,15 @@ class UsageLog:
         return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
 
     def record(self, rec: CallRecord) -> None:
-        """Write one call as one row, committed before this returns."""
-        self._write([row_values(rec, store_prompts=self._store())])
+        """Write one call as one row, committed before this returns (and file or count its
+        answer in the replay cache when the call may be replayed)."""
+        store = self._store()
+        self._write([row_values(rec, store_prompts=store)])
+        if rec.cache_key is not None:
+            try:
+                cache_of(self).file(rec, store_prompts=store)
+            except ReplayCacheError as exc:
+                raise UsageLogError(str(exc)) from exc
 
     def record_many(self, records: Iterable[CallRecord]) -> int:
         """Write many records in one transaction (imports, tests); returns how many."""
@@ -282,6 +290,32 @@ def record_call(rec: CallRecord) -> None:
         warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
 
 
+class LedgerReplay:
+    """The package's replay store: the default ledger's cache, found at each call."""
+
+    def lookup(self, key: str) -> Completion | None:
+        try:
+            return cache_of(default_log()).lookup(key)
+        except ReplayCacheError as exc:
+            raise UsageLogError(str(exc)) from exc
+
+
+def clear_cache() -> int:
+    """Empty the replay cache in the default ledger; returns how many answers it held."""
+    try:
+        return cache_of(default_log()).clear()
+    except ReplayCacheError as exc:
+        raise UsageLogError(str(exc)) from exc
+
+
+def cache_stats() -> CacheStats:
+    """What the default ledger's replay cache holds and has saved (entries, replays, tokens, USD)."""
+    try:
+        return cache_of(default_log()).stats()
+    except ReplayCacheError as exc:
+        raise UsageLogError(str(exc)) from exc
+
+
 def usage(
     since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
     source: str | Iterable[str] | None = None,
@@ -369,9 +403,12 @@ def run_usage(args: argparse.Namespace) -> int:
 
 
 __all__ = [
+    "LedgerReplay",
     "UsageLog",
     "UsageLogError",
     "add_usage_arguments",
+    "cache_stats",
+    "clear_cache",
     "default_log",
     "export",
     "plot",

@@ -291,6 +291,23 @@ def cmd_budget(magics: PientegerMagics, words: list[str]) -> None:
         print(describe_status())
     except PientegerError as exc:
         raise UsageError(str(exc)) from None
+def cmd_cache(magics: PientegerMagics, words: list[str]) -> None:
+    """``%pienteger cache``: what the replay cache holds and saved; ``cache clear`` empties it."""
+    from ..ledger.store import UsageLogError, cache_stats, clear_cache
+
+    if words not in ([], ["clear"]):
+        raise UsageError("usage: %pienteger cache (what is stored and saved) or %pienteger cache clear")
+    try:
+        if words:
+            removed = clear_cache()
+            print(f"Replay cache cleared: {removed:,} stored answer{'s' if removed != 1 else ''} removed.")
+            return
+        stats = cache_stats()
+    except UsageLogError as exc:
+        raise magics.fail(exc, what="replay cache") from None
+    setting = {True: "on", False: "off"}.get(config.get("cache"), "auto")
+    _show(magics, {"text/plain": f"{stats} (cache={setting})"},
+          {"pienteger": {"cache": {**stats.as_dict(), "setting": setting}}})
 
 
 def cmd_help(magics: PientegerMagics, words: list[str]) -> None:
@@ -307,6 +324,7 @@ SUBCOMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
     "emulator": cmd_emulator,
     "prices": cmd_prices,
     "budget": cmd_budget,
+    "cache": cmd_cache,
     "help": cmd_help,
 }
 

@@ -8,6 +8,7 @@ streaming display and formats in ``render``; one-line failures in ``magic_errors
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from .. import config
+from ..client.results import estimate_tokens
 from ..errors import PientegerError, StreamError
 from ..interpolate import interpolate
 from ..types import CallRecord, Completion, Estimate
@@ -30,7 +32,8 @@ from .args import (
     take_values,
 )
 from .failures import CellFailure, CellInterrupted, describe
-from .render import StreamView, render_output, sink_for_shell, usage_bundle
+from .render import DisplaySink, StreamView, render_output, sink_for_shell, usage_bundle
+from .usage_line import LiveUsage
 
 _EXAMPLES = """\
 examples:
@@ -63,6 +66,7 @@ subcommands (line magic):
   %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed)
   %pienteger prices                      the prices in force (USD per 1K tokens)
   %pienteger budget [5 --per day | off]  show or set the spending limit
+  %pienteger cache [clear]               stored answers, replays and what they saved; or empty it
   %pienteger help                        this text
 """
 
@@ -83,6 +87,7 @@ class PientegerMagics(Magics):
         self.client_factory = client_factory
         self.clock = clock
         self.last_view: StreamView | None = None
+        self.last_usage: LiveUsage | None = None
         self.emulator: Any = None
         self._saved_settings: tuple[Any, Any] | None = None
         self._cached: tuple[tuple[Any, ...], Any] | None = None
@@ -148,6 +153,7 @@ class PientegerMagics(Magics):
     @argument("-o", "--output", default=None, metavar="NAME", help="store the Completion in this variable")
     @argument("--no-interpolate", action="store_true", help="send {braces} exactly as typed")
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
+    @argument("--refresh", action="store_true", help="call the service even if an answer is stored; store the new one")
     @no_var_expand  # options are filled like the prompt (fill_words), never evaluated
     @line_cell_magic
     def pienteger(self, line: str, cell: str | None = None) -> None:
@@ -189,40 +195,56 @@ class PientegerMagics(Magics):
                 preview = client.request_preview(prompt, model=model, stream=stream, **params)
                 self._show_preview(preview, client.estimate(prompt, model=model, **params))
                 return None
+            started = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+            live = self._live_usage(model, prompt) if stream and config.get("show_usage") else None
+            self.last_usage = live
             if stream:
-                completion = self._stream(client, prompt, model=model, fmt=fmt, params=params)
+                completion = self._stream(client, prompt, model=model, fmt=fmt, params=params,
+                                          refresh=args.refresh, live=live, started=started)
             else:
                 try:
-                    completion = client.complete(prompt, model=model, **params)
+                    completion = client.complete(prompt, model=model, refresh=args.refresh, **params)
                 except KeyboardInterrupt:
                     raise CellInterrupted(
                         "KeyboardInterrupt: the request was stopped (recorded as cancelled)"
                     ) from None
-                StreamView(sink=sink_for_shell(self.shell)).finish(*render_output(completion, fmt))
+                StreamView(sink=sink_for_shell(self.shell)).finish(
+                    *render_output(completion, fmt, params=params, started=started))
         except (PientegerError, ValueError) as exc:
             raise self.fail(exc) from None
         if config.get("show_usage"):
-            sink_for_shell(self.shell).final(*usage_bundle(completion))
+            fallback = sink_for_shell(self.shell)
+            if live is not None:
+                live.done(*usage_bundle(completion), fallback=fallback)
+            else:
+                fallback.final(*usage_bundle(completion))
         if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = completion
         return completion
 
     def _stream(
-        self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any]
+        self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any], refresh: bool = False,
+        live: LiveUsage | None = None, started: str | None = None,
     ) -> Completion:
         view = StreamView(sink=sink_for_shell(self.shell, markdown=fmt == "markdown"), clock=self.clock)
         self.last_view = view
         several = params.get("n", 1) > 1
         text = ""
         try:
-            with client.stream(prompt, model=model, **params) as s:
+            with client.stream(prompt, model=model, refresh=refresh, **params) as s:
                 for delta in s:
                     if several:  # n > 1: all choices, in index order, as they grow
                         texts = s.texts
-                        view.update("\n\n---\n\n".join(texts[i] for i in sorted(texts)))
+                        shown = view.update("\n\n---\n\n".join(texts[i] for i in sorted(texts)))
+                        if shown and live is not None:  # counted only when shown: texts are whole
+                            live.completion_tokens = sum(map(estimate_tokens, texts.values()))
                     else:
                         text += delta
-                        view.update(text)
+                        shown = view.update(text)
+                        if live is not None:
+                            live.count(delta)
+                    if shown and live is not None:  # on the text's own ticks: no extra update rate
+                        live.tick()
             completion = s.completion
         except KeyboardInterrupt:
             # Leaving the `with` by the interrupt closed the response and recorded "cancelled".
@@ -240,8 +262,14 @@ class PientegerMagics(Magics):
         if completion is None:  # closed from elsewhere: what arrived stays, marked
             view.stop(metadata={"pienteger": {"status": "cancelled", "model": model}})
             raise CellInterrupted("generation stopped; the partial text is kept above")
-        view.finish(*render_output(completion, fmt))
+        view.finish(*render_output(completion, fmt, params=params, started=started))
         return completion
+
+    def _live_usage(self, model: str, prompt: str) -> LiveUsage:
+        """The live usage line: a display of its own in a notebook, none in a terminal."""
+        sink = sink_for_shell(self.shell)
+        return LiveUsage(model=model, prompt=prompt, sink=DisplaySink() if isinstance(sink, DisplaySink) else None,
+                         clock=self.clock)
 
     def _show_preview(self, preview: dict[str, Any], estimate: Estimate | None = None) -> None:
         import json

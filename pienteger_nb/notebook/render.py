@@ -235,10 +235,21 @@ def _highlight(code: str, language: str) -> str:
         return f"<pre>{html.escape(code)}</pre>"
 
 
-def provenance(completion: Completion, *, fmt: str | None = None) -> dict[str, Any]:
-    """The facts about a completion kept in its output's metadata under ``"pienteger"``."""
+def provenance(completion: Completion, *, fmt: str | None = None, params: dict[str, Any] | None = None,
+               started: str | None = None) -> dict[str, Any]:
+    """The facts about a completion kept in its output's metadata under ``"pienteger"``: who
+    answered, the parameters as the API names them, tokens, cost (None: unpriced), cached, time."""
+    from .usage_line import call_cost
+
     usage = completion.usage
     info: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost": call_cost(completion),
+        "cached": completion.cached,
+        "time": started,
+        "params": dict(params or {}),
         "model": completion.model,
         "requested_model": completion.requested_model,
         "id": completion.id,
@@ -270,13 +281,14 @@ def completion_json(completion: Completion) -> Any:
     return json.loads(json.dumps(dataclasses.asdict(completion), default=str))
 
 
-def render_output(completion: Completion, fmt: str = "markdown") -> tuple[Bundle, dict[str, Any]]:
+def render_output(completion: Completion, fmt: str = "markdown", *, params: dict[str, Any] | None = None,
+                  started: str | None = None) -> tuple[Bundle, dict[str, Any]]:
     """(MIME bundle, metadata) for a finished completion in one of the formats.
 
     markdown (default), text, code (fences stripped, language guessed, highlighted HTML),
     html, json (the text when it parses as a JSON object or array, else the Completion).
     """
-    meta: dict[str, Any] = {"pienteger": provenance(completion, fmt=fmt)}
+    meta: dict[str, Any] = {"pienteger": provenance(completion, fmt=fmt, params=params, started=started)}
     if fmt == "text":
         return {"text/plain": _choices_text(completion, "\n\n---\n\n")}, meta
     if fmt == "markdown":
@@ -306,9 +318,14 @@ def render_output(completion: Completion, fmt: str = "markdown") -> tuple[Bundle
 
 
 def usage_line(completion: Completion) -> str:
-    """``text-davinci:003 · 5 → 7 tokens · 0.42 s``, with ``(estimated)`` when we counted."""
+    """``text-davinci:003 · 5 → 7 tokens · $0.0003 · 0.42 s`` ("cached" for a replay, "unpriced"
+    for a model without a price), with ``(estimated)`` when we counted."""
+    from .usage_line import call_cost, format_usd
+
     u = completion.usage
-    line = f"{completion.model} · {u.prompt_tokens} → {u.completion_tokens} tokens · {completion.latency_s:.2f} s"
+    cost = "cached" if completion.cached else format_usd(call_cost(completion))
+    line = (f"{completion.model} · {u.prompt_tokens} → {u.completion_tokens} tokens · {cost} · "
+            f"{completion.latency_s:.2f} s")
     if u.source == "estimated":
         line += " (estimated)"
     if completion.finish_reason == "length":
@@ -318,12 +335,9 @@ def usage_line(completion: Completion) -> str:
 
 def usage_bundle(completion: Completion) -> tuple[Bundle, dict[str, Any]]:
     """The usage line as a small grey display (plain text elsewhere)."""
-    line = usage_line(completion)
-    data = {
-        "text/plain": line,
-        "text/html": f'<div style="color:#777;font-size:smaller">{html.escape(line)}</div>',
-    }
-    return data, {"pienteger": {"usage_line": True, "request_id": completion.request_id}}
+    from .usage_line import bundle
+
+    return bundle(usage_line(completion), {"request_id": completion.request_id, "cached": completion.cached})
 
 
 __all__ = [
