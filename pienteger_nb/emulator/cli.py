@@ -38,8 +38,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open connections before the longest-idle one is closed to make room "
                              f"(default {default_max_connections()}: half the open-file limit, at most 4096)")
     parser.add_argument("--max-threads", type=_positive_int, default=DEFAULT_MAX_THREADS, metavar="N",
-                        help=f"requests served at once; idle connections hold no thread (default "
-                             f"{DEFAULT_MAX_THREADS}). A stall fault holds one until stop")
+                        help=f"requests served at once (default {DEFAULT_MAX_THREADS}); idle connections "
+                             "hold no thread, a stalled request holds one until it ends")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per request")
 
 

@@ -27,8 +27,8 @@ _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _ACCEPT_PAUSE = 0.1  # seconds without accepting when the process is out of file descriptors
 # How long a worker waits on its connection for the next request before parking it. A client
 # in a loop (a batch, a benchmark) sends within a millisecond: serving it on the same thread
-# saves two thread hand-offs a request, which halve throughput. A notebook user takes seconds:
-# parked. Short, so workers lingering on quiet connections barely delay a newcomer.
+# saves two thread hand-offs and wake-ups a request. A notebook user takes seconds: parked.
+# Short, so workers lingering on quiet connections barely delay a newcomer.
 _LINGER = 0.01
 
 
@@ -101,7 +101,7 @@ class Workers:
         self._closed = False
 
     def submit(self, job: _Conn) -> bool:
-        """Queue ``job``; False once closed."""
+        """Queue ``job``; False when no worker can ever run it (closed, or no thread to be had)."""
         with self._cond:
             if self._closed:
                 return False
@@ -111,8 +111,14 @@ class Workers:
             elif len(self._threads) < self._limit:
                 self._started += 1
                 thread = threading.Thread(target=self._work, name=f"{self._name}:{self._started}", daemon=True)
-                self._threads.add(thread)
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:  # the system will not give another thread
+                    if not self._threads:  # and none will ever take the job: the caller closes it
+                        self._jobs.pop()
+                        return False
+                else:
+                    self._threads.add(thread)
             # else: all workers are busy; the first to finish takes it
             return True
 
