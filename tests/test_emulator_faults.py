@@ -110,9 +110,9 @@ def test_queued_faults_wait_for_a_completions_request(session, emulator):
 
 
 def test_fault_objects_check_themselves():
-    with pytest.raises(ValueError, match="times must be >= 1"):
+    with pytest.raises(ValueError, match="times must be a whole number >= 1"):
         Fault("drop", times=0)
-    with pytest.raises(ValueError, match="after must be a number"):
+    with pytest.raises(ValueError, match="after must be a whole number"):
         Fault("cut", {"after": "soon"})
 
 
@@ -122,7 +122,7 @@ def test_unknown_fault_is_refused_in_python_and_in_the_header(session, emulator)
     resp = post(session, emulator, "explode")
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "X-Emulator-Fault"
     resp = post(session, emulator, "cut;after=soon", stream=True)
-    assert resp.status_code == 400 and "after must be a number" in resp.json()["error"]["message"]
+    assert resp.status_code == 400 and "after must be a whole number" in resp.json()["error"]["message"]
     resp = post(session, emulator, "status;503")
     assert resp.status_code == 400 and "name=value" in resp.json()["error"]["message"]
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import generate
 from .completions import ANSWERED_AS, CompletionRequest
+from .generate import Generated, count_tokens, generate, make_rng, tokenize
 from .wire import completion_id, dumps
 
 
@@ -50,14 +50,14 @@ def _logprob_part(tokens: list[str], lps: list[float | None], tops: list[dict[st
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
 
-def _cut_at_stop(gen: generate.Generated, stops: tuple[str, ...]) -> int | None:
+def _cut_at_stop(gen: Generated, stops: tuple[str, ...]) -> int | None:
     """Characters of the generated text to keep when a stop sequence occurs in it."""
     text = gen.text
     hits = [pos for pos in (text.find(s) for s in stops) if pos >= 0]
     return min(hits) if hits else None
 
 
-def _choice(req: CompletionRequest, prompt: str, gen: generate.Generated, index: int) -> ChoiceOut:
+def _choice(req: CompletionRequest, prompt: str, gen: Generated, index: int) -> ChoiceOut:
     keep = _cut_at_stop(gen, req.stop)
     tokens = list(gen.tokens)
     lps = list(gen.logprobs)
@@ -96,7 +96,7 @@ def _choice(req: CompletionRequest, prompt: str, gen: generate.Generated, index:
     if req.echo:
         pieces.insert(0, prompt)
         if parts is not None:
-            ptoks = generate.tokenize(prompt)
+            ptoks = tokenize(prompt)
             rng = random.Random(prompt)
             values = [round(-rng.random() * 4, 5) for _ in ptoks[1:]]
             # The first prompt token has nothing before it to be predicted from: null, as the service says.
@@ -159,18 +159,18 @@ def answer(req: CompletionRequest, *, natural_end: bool = True) -> Answer:
     choices: list[ChoiceOut] = []
     prompt_tokens = 0
     completion_tokens = 0
-    suffix_tokens = generate.count_tokens(req.suffix) if req.suffix else 0
+    suffix_tokens = count_tokens(req.suffix) if req.suffix else 0
     top = req.logprobs or 0
     for p, prompt in enumerate(req.prompts):
-        prompt_tokens += generate.count_tokens(prompt) + suffix_tokens
+        prompt_tokens += count_tokens(prompt) + suffix_tokens
         candidates = []
         for j in range(req.best_of):
-            rng = generate.make_rng(prompt=prompt, suffix=req.suffix, seed=req.seed,
+            rng = make_rng(prompt=prompt, suffix=req.suffix, seed=req.seed,
                                     temperature=req.temperature, choice=j)
-            gen = generate.generate(prompt, max_tokens=req.max_tokens, rng=rng, natural_end=natural_end,
+            gen = generate(prompt, max_tokens=req.max_tokens, rng=rng, natural_end=natural_end,
                                     top=max(top, 1) if req.logprobs is not None else 0)
             out = _choice(req, prompt, gen, 0)
-            completion_tokens += generate.count_tokens(out.text[len(prompt):] if req.echo else out.text)
+            completion_tokens += count_tokens(out.text[len(prompt):] if req.echo else out.text)
             mean = sum(gen.logprobs) / len(gen.logprobs) if gen.logprobs else 0.0
             candidates.append((mean, j, out))
         if req.best_of > req.n:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
 from typing import Any
 
-from .server import DEFAULT_KEY, Emulator
+from .connections import default_max_connections
+from .server import DEFAULT_IDLE_TIMEOUT, DEFAULT_KEY, DEFAULT_MAX_THREADS, Emulator
 
 DEFAULT_PORT = 8765
 
@@ -30,6 +32,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests per minute before /completions answers 429 with Retry-After")
     parser.add_argument("--getmodels-only", action="store_true",
                         help="answer 404 on /models so clients must fall back to /getmodels")
+    parser.add_argument("--idle-timeout", type=_seconds, default=DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
+                        help=f"close a kept-alive connection idle this long (default {DEFAULT_IDLE_TIMEOUT:g})")
+    parser.add_argument("--max-connections", type=_positive_int, default=None, metavar="N",
+                        help="open connections before the longest-idle one is closed to make room "
+                             f"(default {default_max_connections()}: half the open-file limit, at most 4096)")
+    parser.add_argument("--max-threads", type=_positive_int, default=DEFAULT_MAX_THREADS, metavar="N",
+                        help=f"requests served at once (default {DEFAULT_MAX_THREADS}); idle connections "
+                             "hold no thread, a stalled request holds one until it ends")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per request")
 
 
@@ -51,17 +61,30 @@ def _positive_int(text: str) -> int:
     return _whole(text, 1, 10**9, "a whole number > 0")
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+def _number(text: str, low: float, *, strict: bool, what: str = "") -> float:
+    """``text`` as a finite number above ``low`` (or at it, unless ``strict``), else a one-line usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # Written so NaN fails; inf is refused too (an infinite latency would hang every request).
+    if not (math.isfinite(value) and (value > low if strict else value >= low)):
+        raise argparse.ArgumentTypeError(f"must be {what}{'>' if strict else '>='} {low:g}, got {text!r}")
     return value
 
 
+def _non_negative(text: str) -> float:
+    return _number(text, 0, strict=False)
+
+
 def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return _number(text, 0, strict=True)
+
+
+def _seconds(text: str) -> float:
+    value = _number(text, 0, strict=True, what="a number of seconds ")
+    if value > threading.TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {threading.TIMEOUT_MAX:g} seconds, got {text!r}")
     return value
 
 
@@ -69,7 +92,8 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or SIGTERM); 0 on a clean stop, 1 when the port cannot be bound."""
     emu = Emulator(args.api_key, host=args.host, port=args.port, latency=args.latency,
                    tokens_per_second=args.tokens_per_second, rpm=args.rpm,
-                   getmodels_only=args.getmodels_only,
+                   getmodels_only=args.getmodels_only, idle_timeout=args.idle_timeout,
+                   max_connections=args.max_connections, max_threads=args.max_threads,
                    log=None if args.quiet else (lambda line: print(line, flush=True)))
     try:
         emu.start()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import generate
-from .wire import APIError
+from .generate import count_tokens
+from .wire import APIError, printable
 
 # id -> context length. The order is the order GET /models lists them in.
 MODELS: dict[str, int] = {
@@ -103,6 +103,7 @@ def parse_request(body: Any) -> CompletionRequest:
     """The request, or an APIError(400) naming the bad parameter. Unknown names are let through."""
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", "body")
+    _check_text(body)
     if "user" in body:
         raise _bad("user is read-only: the service sets it to your Pienteger id; do not send it.", "user")
     model = body.get("model")
@@ -146,9 +147,9 @@ def parse_request(body: Any) -> CompletionRequest:
     stop = _stop(body.get("stop"))
     _logit_bias(body.get("logit_bias"))
     context = MODELS[model]
-    extra = generate.count_tokens(suffix) if suffix else 0
+    extra = count_tokens(suffix) if suffix else 0
     for text in prompts:
-        used = generate.count_tokens(text) + extra
+        used = count_tokens(text) + extra
         if used + max_tokens > context:
             raise _bad(
                 f"This model's maximum context length is {context} tokens, however you requested "
@@ -157,6 +158,36 @@ def parse_request(body: Any) -> CompletionRequest:
                 "max_tokens", "context_length_exceeded")
     return CompletionRequest(model, prompts, suffix, max_tokens, temperature, n, best_of or n, stream,
                              include_usage, logprobs, echo, stop, seed)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(body: dict[str, Any]) -> None:
+    """A 400 naming the first field that holds a lone surrogate anywhere inside it.
+
+    JSON may spell one (``"\\ud800"``) but it has no UTF-8 form: echoed in an answer or an error it
+    would fail to encode. Checked up front, unknown fields included, so nothing downstream meets one.
+    """
+    for name, value in body.items():
+        pending = [name, value]
+        while pending:  # a loop, not recursion: the parser allows nesting deeper than our stack
+            item = pending.pop()
+            if isinstance(item, str):
+                if not _encodes(item):
+                    shown = printable(name, 100)
+                    raise _bad(f"{shown} is not valid Unicode text: it holds a lone surrogate (such as "
+                               "\\ud800), which has no UTF-8 form. Send well-formed text.", shown, "invalid_value")
+            elif isinstance(item, dict):
+                pending.extend(item)
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
 
 
 def _stream_options(value: Any, stream: bool) -> bool:

@@ -7,9 +7,11 @@ makes the next two requests to /completions break after three events.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .wire import APIError
@@ -30,7 +32,82 @@ KINDS: dict[str, str] = {
 }
 
 
-_NUMERIC = ("status", "after", "seconds", "retry_after_ms")  # retry_after may also be an HTTP date
+# The options each kind acts on. An option no kind knows is refused: a typo (``afterr=3``)
+# silently ignored would make a test pass for the wrong reason. A known option on a kind that
+# ignores it (``no_done;after=4``) is checked but harmless, so callers may pass one set to any kind.
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "status": ("status", "body", "code", "message", "type", "retry_after", "retry_after_ms"),
+    "drop": (),
+    "cut": ("after",),
+    "stall": ("after", "seconds"),
+    "malformed": ("after",),
+    "error_event": ("after", "message", "type", "code"),
+    "no_done": (), "crlf": (), "cr": (), "keepalive": (), "fields": (),
+}
+_KNOWN = frozenset({name for names in OPTIONS.values() for name in names})
+MAX_AFTER = 10**9  # past the end of any stream already means "before [DONE]"
+MAX_SECONDS = 86_400.0  # a day; a longer stall is "until stop()": leave seconds out
+_BODIES = ("json", "html", "empty")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> None:
+    # NaN and infinities are not integers (is_integer() is False), so they land here too.
+    if not _is_number(value) or (isinstance(value, float) and not value.is_integer()) or not low <= value <= high:
+        raise ValueError(f"fault option {name} must be a whole number from {low} to {high}, got {_shown(value)}")
+
+
+def _seconds(name: str, value: Any, high: float) -> None:
+    # Written so NaN fails (every comparison with it is False) and a huge int never becomes a float.
+    if not (_is_number(value) and 0 <= value <= high):
+        raise ValueError(f"fault option {name} must be a number from 0 to {high:g}, got {_shown(value)}")
+
+
+def _retry_after(value: Any) -> None:
+    """Seconds, or an HTTP date; it becomes a response header, so nothing else may pass."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            try:
+                parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                raise ValueError("fault option retry_after must be seconds or an HTTP date, got "
+                                 f"{_shown(value)}") from None
+            if value.isprintable():
+                return
+            raise ValueError(f"fault option retry_after must be one line, got {_shown(value)}") from None
+    _seconds("retry_after", value, MAX_SECONDS)
+
+
+def check_options(kind: str, options: dict[str, Any]) -> None:
+    """ValueError naming the first option that is unknown or whose value is out of range."""
+    for name, value in options.items():
+        if name not in _KNOWN:
+            takes = f"{kind} takes {', '.join(OPTIONS[kind])}" if OPTIONS[kind] else f"{kind} takes none"
+            raise ValueError(f"unknown fault option {_shown(name)[1:-1]} ({takes})")
+        if name == "status":
+            _whole(name, value, 200, 599)
+        elif name == "after":
+            _whole(name, value, 0, MAX_AFTER)
+        elif name == "seconds":
+            _seconds(name, value, MAX_SECONDS)
+        elif name == "retry_after_ms":
+            _seconds(name, value, MAX_SECONDS * 1000)
+        elif name == "retry_after":
+            _retry_after(value)
+        elif name == "body" and value not in _BODIES:
+            raise ValueError(f"fault option body must be one of {', '.join(_BODIES)}, got {_shown(value)}")
+        elif not isinstance(value, str | int | float):  # code, message, type: text in the JSON body
+            raise ValueError(f"fault option {name} must be text, got {_shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -43,34 +120,34 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
-        if self.times < 1:
-            raise ValueError(f"times must be >= 1, got {self.times}")
-        for name in _NUMERIC:
-            if name in self.options:
-                self.number(name, 0)
-        if self.kind == "status" and not 200 <= self.number("status", 500) <= 599:
-            raise ValueError(f"fault option status must be an HTTP status from 200 to 599, got "
-                             f"{self.options['status']!r}")
+            raise ValueError(f"unknown fault kind {_shown(self.kind)}; choose one of: {', '.join(KINDS)}")
+        if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
+            raise ValueError(f"times must be a whole number >= 1, got {_shown(self.times)}")
+        check_options(self.kind, self.options)
 
     def number(self, name: str, default: float) -> float:
-        value = self.options.get(name, default)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"fault option {name} must be a number, got {value!r}") from None
+        """An option checked as a number (see ``check_options``), or ``default``."""
+        return float(self.options.get(name, default))
 
     def count(self, name: str, default: int) -> int:
-        return int(self.number(name, default))
+        """An option checked as a whole number, or ``default``."""
+        return int(self.options.get(name, default))
 
 
 def _value(text: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
+    """A header option's value: an int or a finite float when it reads as one, else the text.
+
+    ``inf``, ``nan`` and ``1e400`` stay text, so the check that refuses them quotes what was sent.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def _specs(value: str) -> list[str]:
@@ -96,7 +173,7 @@ def parse_header(value: str) -> list[Fault]:
         for part in parts[1:]:
             name, sep, text = part.partition("=")
             if not sep:
-                raise APIError(400, f"X-Emulator-Fault option {part!r} must look like name=value",
+                raise APIError(400, f"X-Emulator-Fault option {_shown(part)} must look like name=value",
                                param="X-Emulator-Fault")
             options[name.strip()] = _value(text.strip())
         try:

@@ -1,59 +1,142 @@
-"""The request handler: routing, auth, faults, pacing, and every response written in one piece."""
+"""The request handler: routing, auth, faults, pacing, and every response written in one piece.
+
+One ``EmulatorHandler`` lives as long as its connection, but serves one request per
+``serve_one()`` call: between requests the connection waits in ``connections.Connections``
+without a thread. What it needs of the emulator is the ``Host`` protocol below, so this module
+never imports ``server.py`` (which imports it).
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
+import select
+import socket
 import sys
+import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
-from . import wire
 from .answer import Answer, answer
+from .body import read_body
 from .completions import MODELS, model_object, parse_request
-from .faults import Fault, StreamPlan, parse_header
-from .records import retry_after_seconds
-from .wire import APIError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import Emulator
+from .faults import Fault, FaultQueue, StreamPlan, parse_header
+from .records import RateWindow, retry_after_seconds
+from .wire import (
+    END_CHUNKS,
+    SERVER,
+    APIError,
+    Closed,
+    chunk,
+    dumps,
+    error_body,
+    head,
+    html_error,
+    printable,
+    request_id,
+    response,
+)
 
 ROOT = "/oaiv1"
-_DRAIN_LIMIT = 64 << 20  # bodies up to this size are read and dropped so the connection survives a 413
 
 
-class _Closed(Exception):
-    """The connection is gone (the client left, a fault closed it, or the emulator is stopping)."""
+class Host(Protocol):
+    """What a handler reads and calls on the emulator serving it (``server.Emulator``)."""
+
+    api_key: str
+    latency: float
+    tokens_per_second: float | None
+    rpm: int | None
+    getmodels_only: bool
+    natural_end: bool
+    max_body: int
+    _faults: FaultQueue
+    _window: RateWindow
+    _stopping: threading.Event
+
+    def _record(self, *, method: str, path: str, query: str, headers: list[tuple[str, str]], raw: bytes,
+                parsed: Any, peer: str) -> None: ...
+
+    def _log(self, method: str, path: str, status: int, started: float) -> None: ...
 
 
 class EmulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = wire.SERVER
+    server_version = SERVER
     disable_nagle_algorithm = True  # TCP_NODELAY: with one write per response, nothing waits on ACKs
-    emulator: Emulator  # set on the subclass the Emulator makes
+
+    def __init__(self, sock: socket.socket, address: Any, emulator: Host, *, timeout: float) -> None:
+        # Not BaseRequestHandler.__init__, which would serve the whole connection in this thread.
+        self.request = sock
+        self.client_address = address
+        self.emulator = emulator
+        self._timeout = timeout
+        self.setup()
+        # Bounds every read and write: a client silent this long mid-request is gone.
+        sock.settimeout(timeout)
+
+    # -- the connection, for connections.Connections ---------------------------------------
+
+    def serve_one(self) -> bool:
+        """Serve the next request; True when the connection stays open for another."""
+        self.close_connection = True
+        self.handle_one_request()
+        return not self.close_connection
+
+    def pending(self, wait: float) -> bool:
+        """True when bytes of the next request arrive within ``wait`` seconds (or are buffered already)."""
+        rfile = self.rfile
+        if not isinstance(rfile, io.BufferedReader):
+            return False
+        sock = self.connection
+        try:
+            sock.setblocking(False)  # peek must not block: empty means nothing has come yet
+            if rfile.peek(1):
+                return True
+            if wait <= 0:
+                return False
+            if hasattr(select, "poll"):  # select() fails on descriptors past FD_SETSIZE (1024)
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                return bool(poller.poll(wait * 1000))
+            return bool(select.select([sock], [], [], wait)[0])
+        except (OSError, ValueError):
+            return False  # parked, the selector reports the error and the next serve_one() ends it
+        finally:
+            try:
+                sock.settimeout(self._timeout)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Flush and close the connection."""
+        try:
+            self.finish()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.connection.close()
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def setup(self) -> None:
-        super().setup()
-        self.emulator._track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.emulator._untrack(self.connection)
-
     def log_message(self, format: str, *args: Any) -> None:
-        pass  # the emulator logs one line per answer itself (see _answer)
+        pass  # the emulator logs one line per answer itself (see _send)
 
     def do_GET(self) -> None:
         self._serve()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def parse_request(self) -> bool:
+        self.path = ""  # a request line too broken to name a path must not log the last request's
+        return super().parse_request()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol errors (bad request line, unknown method) as JSON, like every other answer."""
@@ -61,8 +144,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             self._serve()
             return
         self.close_connection = True
-        self._rid = wire.request_id()
-        self._started = time.perf_counter()
+        self._begin()
         try:
             self._answer(APIError(code, message or "Bad request", close=True))
         except OSError:
@@ -70,87 +152,49 @@ class EmulatorHandler(BaseHTTPRequestHandler):
 
     # -- one request -----------------------------------------------------------------------
 
+    def _begin(self) -> None:
+        self._rid = request_id()
+        self._started = time.perf_counter()
+        self._head_sent = False  # once True, an error can no longer be answered, only cut off
+
     def _serve(self) -> None:
         if self.emulator._stopping.is_set():  # a connection that slipped past stop(): close it
             self.close_connection = True
             return
-        self._rid = wire.request_id()
-        self._started = time.perf_counter()
+        self._begin()
         path, _, query = self.path.partition("?")
         try:
             try:
-                raw = self._read_body()
+                raw = read_body(self.rfile, self.headers, self.emulator.max_body)
             except APIError as exc:
-                self.emulator._record(self, path, query, b"", None)
+                self._record(path, query, b"", None)
                 self._answer(exc)
                 return
             try:
                 parsed: Any = json.loads(raw) if raw else None
             except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
                 parsed = None
-            self.emulator._record(self, path, query, raw, parsed)
+            self._record(path, query, raw, parsed)
             try:
                 self._route(path, raw, parsed)
             except APIError as exc:
                 self._answer(exc)
-        except _Closed:
-            self.close_connection = True
-        except OSError:  # the client went away mid-answer
+        except (Closed, OSError):  # OSError: the client went away (or timed out) mid-request
             self.close_connection = True
         except Exception as exc:  # noqa: BLE001 - a bug here must not look like a network fault to the client
             traceback.print_exc(file=sys.stderr)
+            if self._head_sent:  # a response is under way: a second one would corrupt it
+                self.close_connection = True
+                return
             try:
-                self._answer(APIError(500, f"emulator error: {exc}", type="server_error"))
+                self._answer(APIError(500, f"emulator error: {printable(str(exc))}", type="server_error"))
             except OSError:
                 self.close_connection = True
 
-    def _read_body(self) -> bytes:
-        limit = self.emulator.max_body
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked(limit)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length < 0:
-                raise ValueError(length)
-        except ValueError:
-            self.close_connection = True
-            raise APIError(400, "Content-Length must be a number >= 0", close=True) from None
-        if length > limit:
-            if length <= _DRAIN_LIMIT:
-                left = length
-                while left > 0:
-                    got = self.rfile.read(min(left, 1 << 16))
-                    if not got:
-                        raise _Closed
-                    left -= len(got)
-            else:
-                self.close_connection = True
-            raise APIError(413, f"Request body of {length} bytes is over the limit of {limit} bytes; "
-                           "send a shorter prompt.", code="request_too_large",
-                           close=self.close_connection)
-        return self.rfile.read(length) if length else b""
-
-    def _read_chunked(self, limit: int) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                length = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                raise APIError(400, "Malformed chunked request body", close=True) from None
-            if length == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
-            size += length
-            if size > limit:
-                self.close_connection = True
-                raise APIError(413, f"Request body is over the limit of {limit} bytes; send a shorter "
-                               "prompt.", code="request_too_large", close=True)
-            parts.append(self.rfile.read(length))
-            self.rfile.readline(1024)
+    def _record(self, path: str, query: str, raw: bytes, parsed: Any) -> None:
+        host, port = self.client_address[:2]
+        self.emulator._record(method=self.command, path=path, query=query, headers=list(self.headers.items()),
+                              raw=raw, parsed=parsed, peer=f"{host}:{port}")
 
     def _route(self, path: str, raw: bytes, parsed: Any) -> None:
         emu = self.emulator
@@ -177,7 +221,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         self._pause(emu.latency)
         kinds = {f.kind: f for f in faults}
         if "drop" in kinds:
-            raise _Closed
+            raise Closed
         if "stall" in kinds and (self.command == "GET" or not (isinstance(parsed, dict)
                                                                 and parsed.get("stream") is True)):
             self._stall(kinds["stall"])
@@ -199,10 +243,10 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             if model_id not in MODELS:
                 raise APIError(404, f"The model `{model_id}` does not exist", code="model_not_found",
                                param="model")
-            self._send(200, wire.dumps(model_object(model_id)), headers={})
+            self._send(200, dumps(model_object(model_id)), headers={})
             return
         listing = {"object": "list", "data": [model_object(m) for m in MODELS]}
-        self._send(200, wire.dumps(listing), headers={})
+        self._send(200, dumps(listing), headers={})
 
     def _completions(self, raw: bytes, parsed: Any, faults: list[Fault]) -> None:
         emu = self.emulator
@@ -226,7 +270,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         tps = emu.tokens_per_second
         if tps:
             self._pause(sum(len(c.pieces) for c in ans.choices) / tps)
-        body = wire.dumps(ans.body())
+        body = dumps(ans.body())
         kinds = {f.kind for f in faults}
         if "malformed" in kinds:
             self._send(200, body[: len(body) // 2], headers=headers)
@@ -242,14 +286,15 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         write = self.wfile.write
         # HTTP/1.0 has no chunked encoding: the body runs until the connection closes.
         chunked = self.request_version != "HTTP/1.0"
-        self._frame = wire.chunk if chunked else bytes
-        self._end = wire.END_CHUNKS if chunked else b""
+        self._frame = chunk if chunked else bytes
+        self._end = END_CHUNKS if chunked else b""
         if not chunked:
             self.close_connection = True
-        write(wire.head(200, {"Content-Type": "text/event-stream; charset=utf-8",
+        self._head_sent = True
+        write(head(200, {"Content-Type": "text/event-stream; charset=utf-8",
                               "Cache-Control": "no-cache", "x-request-id": self._rid, **headers},
                         length=None, chunked=chunked))
-        emu._log(self.command, self.path, 200, self._started)
+        self._log(200)
         tps = emu.tokens_per_second
         start = time.perf_counter()
         index = 0
@@ -268,7 +313,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         write(tail + self._end)
 
     def _stream_breaks(self, plan: StreamPlan, index: int, upcoming: bytes) -> None:
-        """Apply the faults due before event ``index``; raises _Closed when the stream must end."""
+        """Apply the faults due before event ``index``; raises Closed when the stream must end."""
         write = self.wfile.write
         stall = plan.at("stall", index)
         if stall is not None:
@@ -279,29 +324,29 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if error is not None:
             message = str(error.options.get("message", "The server had an error while processing your "
                                             "request. Sorry about that!"))
-            payload = wire.dumps({"error": {"message": message, "type": str(error.options.get(
+            payload = dumps({"error": {"message": message, "type": str(error.options.get(
                 "type", "server_error")), "param": None, "code": error.options.get("code")}})
             write(self._frame(plan.event(payload, index)) + self._end)
-            raise _Closed
+            raise Closed
         if plan.at("cut", index) is not None:
             # Half an event in a well-formed chunk, then the socket closes: the reader gets the
             # partial bytes first and a broken body after.
             event = plan.event(upcoming, index)
             write(self._frame(event[: max(len(event) // 2, 1)]))
-            raise _Closed
+            raise Closed
 
     # -- faults and pacing -----------------------------------------------------------------
 
     def _pause(self, seconds: float) -> None:
-        """Wait, but give up at once when the emulator stops."""
-        if seconds > 0 and self.emulator._stopping.wait(seconds):
-            raise _Closed
+        """Wait, but give up at once when the emulator stops (an infinite wait lasts until then)."""
+        if seconds > 0 and self.emulator._stopping.wait(min(seconds, threading.TIMEOUT_MAX)):
+            raise Closed
 
     def _stall(self, fault: Fault) -> None:
         seconds = fault.options.get("seconds")
         released = self.emulator._stopping.wait(float(seconds) if seconds is not None else None)
         if released:
-            raise _Closed
+            raise Closed
 
     def _status_fault(self, fault: Fault) -> None:
         status = fault.count("status", 500)
@@ -312,7 +357,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             headers["retry-after-ms"] = str(fault.options["retry_after_ms"])
         kind = str(fault.options.get("body", "json"))
         if kind == "html":
-            self._send(status, wire.html_error(status), headers=headers, content_type="text/html")
+            self._send(status, html_error(status), headers=headers, content_type="text/html")
         elif kind == "empty":
             self._send(status, b"", headers=headers, content_type=None)
         else:
@@ -320,7 +365,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             error_type = "requests" if status == 429 else ("server_error" if status >= 500
                                                            else "invalid_request_error")
             message = str(fault.options.get("message", f"Emulated error {status} (X-Emulator-Fault)."))
-            self._send(status, wire.error_body(message, type=str(fault.options.get("type", error_type)),
+            self._send(status, error_body(message, type=str(fault.options.get("type", error_type)),
                                                param=None, code=None if code is None else str(code)),
                        headers=headers)
 
@@ -342,9 +387,17 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             all_headers["Content-Type"] = content_type
         if self.close_connection or cut:
             all_headers["Connection"] = "close"
-        data = wire.response(status, all_headers, b"" if self.command == "HEAD" else body)
+        data = response(status, all_headers, b"" if self.command == "HEAD" else body)
         if cut:
             data = data[: len(data) - len(body) // 2]
             self.close_connection = True
+        self._head_sent = True
         self.wfile.write(data)
-        self.emulator._log(self.command, self.path, status, self._started)
+        self._log(status)
+
+    def _log(self, status: int) -> None:
+        if self.command:
+            method, target = self.command, self.path
+        else:  # no request line worth the name: show what came, escaped (it may hold terminal escapes)
+            method, target = "-", repr(getattr(self, "requestline", "") or "")
+        self.emulator._log(printable(method, 20), printable(target, 200), status, self._started)

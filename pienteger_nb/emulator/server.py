@@ -2,44 +2,36 @@
 
 from __future__ import annotations
 
+import math
+import os
 import socket
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from typing import Any, Self
 
+from .connections import Connections, default_max_connections
 from .faults import Fault, FaultQueue
 from .handler import ROOT, EmulatorHandler
 from .records import RateWindow, ReceivedRequest, masked_headers
 
 DEFAULT_KEY = "emulator-key"
+DEFAULT_IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may wait for its next request
+DEFAULT_MAX_THREADS = 128  # requests served at once; idle connections need no thread
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, which can stall on a machine without DNS.
-        import socketserver
-
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
-            return  # a client that left is not news
-        super().handle_error(request, client_address)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":  # a restart may reuse the port at once (TIME_WAIT); on Windows this would share it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)  # a burst of connects waits in the kernel, not in SYN retries
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Emulator:
@@ -48,14 +40,27 @@ class Emulator:
     ``with Emulator(api_key="k") as emu:`` serves at ``emu.url`` until the block ends. ``latency``,
     ``tokens_per_second``, ``rpm``, ``getmodels_only`` and ``natural_end`` may be changed while it
     runs. ``emu.requests`` lists what it received; ``queue_fault`` breaks the next /completions calls.
+
+    Connections (read at ``start()``): a kept-alive connection idle for ``idle_timeout`` seconds is
+    closed; at most ``max_threads`` requests are served at once, and idle connections hold no
+    thread; past ``max_connections`` open ones (default: half the file-descriptor limit, at most
+    4,096) the longest-idle is closed to make room.
     """
 
     def __init__(self, api_key: str = DEFAULT_KEY, *, host: str = "127.0.0.1", port: int = 0,
                  latency: float = 0.0, tokens_per_second: float | None = None, rpm: int | None = None,
                  getmodels_only: bool = False, natural_end: bool = True, max_body: int = 1 << 20,
-                 max_records: int = 10_000, log: Callable[[str], None] | None = None) -> None:
+                 max_records: int = 10_000, log: Callable[[str], None] | None = None,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_connections: int | None = None,
+                 max_threads: int = DEFAULT_MAX_THREADS) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty: clients must send some key")
+        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int | float) or not (
+                0 < idle_timeout <= threading.TIMEOUT_MAX and math.isfinite(idle_timeout)):
+            raise ValueError(f"idle_timeout must be a number of seconds > 0, got {idle_timeout!r}")
+        for name, value in (("max_threads", max_threads), ("max_connections", max_connections)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -66,6 +71,9 @@ class Emulator:
         self.natural_end = natural_end  # False: texts run to max_tokens (long streams for benchmarks)
         self.max_body = max_body
         self.log = log
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections if max_connections is not None else default_max_connections()
+        self.max_threads = max_threads
         self._faults = FaultQueue()
         self._window = RateWindow()
         # Bounded so a long-running `pienteger-nb serve` does not grow without end.
@@ -74,55 +82,41 @@ class Emulator:
         self._cleared = 0  # _received at the last reset()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified on every recorded request
-        self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._connections: Connections | None = None
 
     def __repr__(self) -> str:
-        state = self.url if self._server is not None else "stopped"
+        state = self.url if self._connections is not None else "stopped"
         return f"<Emulator {state}>"
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Bind and serve in a daemon thread; connections are accepted once this returns."""
-        if self._server is not None:
+        """Bind and serve in daemon threads; connections are accepted once this returns."""
+        if self._connections is not None:
             return self
         self._stopping.clear()
-        handler = type("Handler", (EmulatorHandler,), {"emulator": self})
-        server_class = _Server6 if ":" in self.host else _Server
-        self._server = server_class((self.host, self.port), handler)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name=f"pienteger-emulator:{self.port}", daemon=True)
-        self._thread.start()
+        listener = _listen(self.host, self.port)
+        self.port = listener.getsockname()[1]
+        timeout = self.idle_timeout
+
+        def open_session(sock: socket.socket, address: Any) -> EmulatorHandler:
+            return EmulatorHandler(sock, address, self, timeout=timeout)
+
+        self._connections = Connections(listener, open_session, idle_timeout=timeout,
+                                        max_connections=self.max_connections, max_threads=self.max_threads,
+                                        name=f"pienteger-emulator:{self.port}")
+        self._connections.start()
         return self
 
     def stop(self, *, timeout: float = 5.0) -> None:
         """Stop serving: releases stalls and pauses, closes open connections, waits for the threads."""
-        server, thread = self._server, self._thread
-        if server is None:
+        connections = self._connections
+        if connections is None:
             return
         self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if thread is not None:
-            thread.join(timeout)
-        deadline = time.monotonic() + timeout
-        for worker in threading.enumerate():
-            if worker is not threading.current_thread() and worker.name.startswith(
-                    f"pienteger-emulator-conn:{self.port}:"):
-                worker.join(max(deadline - time.monotonic(), 0.0))
-        self._server = None
-        self._thread = None
+        connections.close(timeout)
+        self._connections = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -144,7 +138,7 @@ class Emulator:
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._connections is not None
 
     # -- faults and records ----------------------------------------------------------------
 
@@ -179,23 +173,14 @@ class Emulator:
 
     # -- called by the handler -------------------------------------------------------------
 
-    def _record(self, handler: EmulatorHandler, path: str, query: str, raw: bytes, parsed: Any) -> None:
-        record = ReceivedRequest(method=handler.command, path=path, headers=masked_headers(
-            list(handler.headers.items())), body=parsed, query=query, raw_body=raw, time=time.time(),
-            peer=f"{handler.client_address[0]}:{handler.client_address[1]}")
+    def _record(self, *, method: str, path: str, query: str, headers: list[tuple[str, str]], raw: bytes,
+                parsed: Any, peer: str) -> None:
+        record = ReceivedRequest(method=method, path=path, headers=masked_headers(headers), body=parsed,
+                                 query=query, raw_body=raw, time=time.time(), peer=peer)
         with self._arrived:
             self._records.append(record)
             self._received += 1
             self._arrived.notify_all()
-
-    def _track(self, conn: socket.socket) -> None:
-        threading.current_thread().name = f"pienteger-emulator-conn:{self.port}:{id(conn)}"
-        with self._lock:
-            self._connections.add(conn)
-
-    def _untrack(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._connections.discard(conn)
 
     def _log(self, method: str, path: str, status: int, started: float) -> None:
         if self.log is not None:

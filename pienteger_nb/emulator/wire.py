@@ -12,6 +12,10 @@ SERVER = "pienteger-emulator"
 _DONE = b"data: [DONE]\n\n"
 
 
+class Closed(Exception):
+    """The connection is gone (the client left, a fault closed it, or the emulator is stopping)."""
+
+
 class APIError(Exception):
     """An answer with an error status: raised anywhere while handling a request, written by the handler."""
 
@@ -38,7 +42,21 @@ def error_body(message: str, *, type: str = "invalid_request_error", param: str 
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON. Never fails on a lone surrogate: requests carrying one are refused
+    before anything echoes them, but should one slip through it goes out as a ``\\ud800`` escape
+    rather than as a 500 (or, mid-stream, a broken body)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` fit for a log line or an error message: unprintable characters (control codes,
+    escape sequences, lone surrogates) written as Python escapes, and cut to ``limit`` characters."""
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[:limit])
+    return shown + "..." if len(text) > limit else shown
 
 
 def request_id() -> str:
