@@ -240,9 +240,10 @@ class Serve:
             self.proc.wait(10)
 
 
-def limiter_run(make: Callable[[], Any], *, n: int, concurrency: int, latency: float,
+def limiter_run(make: Callable[[list[Any]], Any], *, n: int, concurrency: int, latency: float,
                 serve_rpm: int | None, max_tokens: int, tag: str) -> dict[str, float]:
-    """One batch against a fresh server: wall s, client CPU s, rows not ok, attempts, limiter waits."""
+    """One batch against a fresh server: wall s, client CPU s, rows not ok, attempts, limiter
+    waits, and the pace of the last fifth of the starts (per minute)."""
     import gc
 
     from pienteger_nb import Client
@@ -250,17 +251,25 @@ def limiter_run(make: Callable[[], Any], *, n: int, concurrency: int, latency: f
 
     with Serve(latency=latency, rpm=serve_rpm) as server:
         client = Client(api_key=KEY, base_url=server.url)
-        limiter = make()
+        trace: list[Any] = []
+        limiter = make(trace)
         gc.collect()
         cpu, start = time.process_time(), time.perf_counter()
         df = complete_many(prompts(n, tag), client=client, concurrency=concurrency, progress=False,
                            max_tokens=max_tokens, limiter=limiter)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"wall": wall, "cpu": cpu, "bad": int((df["status"] != "ok").sum()),
-            "attempts": int(df["attempts"].sum()), "waits": float(getattr(limiter, "waits", "nan"))}
+            "attempts": int(df["attempts"].sum()), "waits": float(getattr(limiter, "waits", "nan")),
+            "pace": _pace([e[1] for e in trace if e[0] == "grant"])}
 
 
-def limiter_scenario(title: str, variants: dict[str, Callable[[], Any]], *, runs: int, n: int,
+def _pace(starts: list[float]) -> float:
+    """Starts per minute over the last fifth of ``starts``: the pace the limiter settled at."""
+    starts = sorted(starts)[-max(len(starts) // 5, 2):]
+    return (len(starts) - 1) / max(starts[-1] - starts[0], 1e-9) * 60
+
+
+def limiter_scenario(title: str, variants: dict[str, Callable[[list[Any]], Any]], *, runs: int, n: int,
                      ideal: float | None, **kw: Any) -> dict[str, dict[str, float]]:
     """Runs every variant ``runs`` times, alternating; prints and returns the medians."""
     results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
@@ -279,37 +288,51 @@ def limiter_scenario(title: str, variants: dict[str, Callable[[], Any]], *, runs
         waits = "" if math.isnan(med["waits"]) else f"; {med['waits'] / n:.2f} waits/request"
         print(f"  {name:<{width}}  CPU {med['cpu'] / n * 1000:.2f} ms/request ({cpus}); wall "
               f"{med['wall']:.1f} s ({walls}){vs_ideal}; rows not ok {med['bad']:.0f}, "
-              f"retries {med['attempts'] - n:.0f}{waits}")
+              f"retries {med['attempts'] - n:.0f}; last fifth of the starts at {med['pace']:.0f}/min{waits}")
     return medians
 
 
 def limiter_bench(args: argparse.Namespace) -> None:
-    from pienteger_nb.pacing import RateLimiter
-
     old = baseline_limiter(args.baseline)
     n, conc, latency = args.prompts, args.concurrency, args.latency
     kw: dict[str, Any] = {"runs": args.runs, "n": n, "concurrency": conc, "latency": latency}
     print(f"limiter: {n} prompts, {conc} in flight, latency {latency:g} s, {args.runs} runs alternating; "
           f"baseline {args.baseline}; median (runs)")
-    advertised = args.rpm or 3500
+    if args.scenario in ("both", "paced"):
+        limiter_paced(args, old, args.rpm or 3500, kw)
+    if args.scenario in ("both", "loose"):
+        limiter_loose(args, old, kw)
+
+
+def limiter_paced(args: argparse.Namespace, old: Any, advertised: int, kw: dict[str, Any]) -> None:
+    from pienteger_nb.pacing import RateLimiter
+
+    conc = args.concurrency
     paced = limiter_scenario(
         f"4. paced: the server advertises {advertised} requests/min"
         f"{' (enforced)' if args.rpm else ' (nominal)'}, learned from its headers",
-        {"baseline": lambda: old(concurrency=conc), "new": lambda: RateLimiter(concurrency=conc)},
+        {"baseline": lambda trace: old(concurrency=conc, trace=trace),
+         "new": lambda trace: RateLimiter(concurrency=conc, trace=trace)},
         ideal=None, serve_rpm=args.rpm, max_tokens=16, **kw,
     )
     b, c = paced["baseline"], paced["new"]
     print(f"  new / baseline: CPU {c['cpu'] / b['cpu']:.2f}x, wall {c['wall'] / b['wall']:.2f}x "
-          "(targets: CPU <= 1.5 ms/request, wall unchanged)")
+          f"(targets: CPU <= 1.5 ms/request, wall unchanged; advertised pace {advertised}/min)")
+
+
+def limiter_loose(args: argparse.Namespace, old: Any, kw: dict[str, Any]) -> None:
+    from pienteger_nb.pacing import RateLimiter
+
+    n, conc, latency = args.prompts, args.concurrency, args.latency
     loose = round(2 * conc / latency * 60)
     ideal = n / conc * latency
     # The server advertises far more than any run reaches, and max_tokens=4 keeps the token count
     # far from its nominal 90,000 a minute: no header ever asks to slow down.
     unbound = limiter_scenario(
         f"5. a limit that never binds: rpm={loose} known to the limiter (2x what {conc} in flight reach)",
-        {"no limit": lambda: RateLimiter(concurrency=conc),
-         "baseline": lambda: old(rpm=loose, concurrency=conc),
-         "new": lambda: RateLimiter(rpm=loose, concurrency=conc)},
+        {"no limit": lambda trace: RateLimiter(concurrency=conc, trace=trace),
+         "baseline": lambda trace: old(rpm=loose, concurrency=conc, trace=trace),
+         "new": lambda trace: RateLimiter(rpm=loose, concurrency=conc, trace=trace)},
         ideal=ideal, serve_rpm=10**9, max_tokens=4, **kw,
     )
     b, c, u = unbound["baseline"], unbound["new"], unbound["no limit"]
@@ -329,6 +352,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="limiter: runs per variant (3)")
     parser.add_argument("--rpm", type=int, default=None,
                         help="limiter: the paced server enforces and advertises this (default: nominal)")
+    parser.add_argument("--scenario", choices=["both", "paced", "loose"], default="both",
+                        help="limiter: run figure 4 (paced), 5 (loose) or both")
     parser.add_argument("--baseline", default=BASELINE, help=f"limiter: REV:PATH of pacing.py ({BASELINE})")
     args = parser.parse_args()
     quick = args.quick

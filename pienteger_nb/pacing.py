@@ -221,8 +221,11 @@ class RateLimiter:
         the pass: the seats behind it are already spaced after it.
         """
         prev = self._granted_slot
+        paused = self._paused_until > now
         for seat in self._queue:
-            if seat.due <= now + DUE_SLACK:  # due already: its worker is on its way to start
+            if seat.due <= now + DUE_SLACK and not paused:
+                # Due already, its worker on its way to start: a new pace does not hold it back
+                # (a pause does: nobody starts while it lasts).
                 prev = max(prev, seat.due)
                 continue
             due = max(now, self._paused_until, prev + gap)
