@@ -33,7 +33,7 @@ from .recorder import set_default_recorder
 from .types import CallRecord, Choice, Chunk, Completion, Model, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import complete_many
+    from .batch import compare, complete_many
     from .client import Client, Stream
     from .ledger import usage, usage_summary
     from .notebook.form import PromptForm
@@ -62,6 +62,7 @@ __all__ = [
     "Stream",
     "StreamError",
     "Usage",
+    "compare",
     "complete_many",
     "load_ipython_extension",
     "unload_ipython_extension",
@@ -78,6 +79,7 @@ _LAZY = {
     "usage": ("ledger", "usage"),
     "usage_summary": ("ledger", "usage_summary"),
     "complete_many": ("batch", "complete_many"),
+    "compare": ("batch", "compare"),
 }
 
 
