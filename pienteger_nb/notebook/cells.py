@@ -8,6 +8,7 @@ and in length, with the API key masked, so a prompt can quote it and ``explain``
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,11 @@ class FailedCell:
     error: str
 
 
+def _ipython_frame(filename: str) -> bool:
+    # IPython's exec() frame comes first in every cell's traceback; it says nothing about the error.
+    return f"{os.sep}IPython{os.sep}" in filename
+
+
 def error_text(exc: BaseException) -> str:
     """The error as a user reads it: the last frames and the message, key masked, bounded."""
     render = getattr(exc, "_render_traceback_", None)
@@ -44,7 +50,8 @@ def error_text(exc: BaseException) -> str:
         except Exception:  # noqa: BLE001  a broken renderer must not lose the error
             text = "".join(traceback.format_exception_only(type(exc), exc))
     else:
-        frames = traceback.extract_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _ipython_frame(f.filename)]
+        frames = frames[-TRACEBACK_FRAMES:]
         lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
         text = "".join(lines + traceback.format_exception_only(type(exc), exc))
     text = scrub(text.rstrip("\n"))
