@@ -47,6 +47,13 @@ class BackgroundJob:
     output: Any = None
     status: Any = None
     stop_button: Any = None
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for_tokens(self, count: int, timeout: float | None = None) -> bool:
+        """Block until ``count`` pieces of text have arrived or the job ended; True when they arrived."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.tokens >= count or self.state != "running", timeout)
+            return self.tokens >= count
 
     @property
     def seconds(self) -> float:
@@ -156,7 +163,9 @@ class JobBoard:
                     stream.close()
                 for delta in stream:
                     text += delta
-                    job.tokens += 1
+                    with job.changed:
+                        job.tokens += 1
+                        job.changed.notify_all()
                     painter.offer(text)
             job.completion = stream.completion
         except Exception as exc:  # noqa: BLE001  shown as one line in the job's own output
@@ -166,7 +175,9 @@ class JobBoard:
             job.stream = None
             job.ended = time.perf_counter()
         painter.finish(text)
-        self._finish(job, text, error)
+        with job.changed:
+            self._finish(job, text, error)
+            job.changed.notify_all()
         if on_done is not None and job.completion is not None:
             on_done(job)
 
