@@ -13,7 +13,7 @@ from conftest import TEST_KEY
 from IPython.utils.capture import capture_output
 
 from pienteger_nb import Client, compare, usage
-from pienteger_nb.batch.compare import COLUMNS
+from pienteger_nb.batch.comparison import COLUMNS
 from pienteger_nb.errors import AuthenticationError
 from pienteger_nb.notebook.compare_view import compare_bundle
 

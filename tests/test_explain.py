@@ -105,7 +105,7 @@ def test_explain_with_no_failed_cell_says_so(ip: Any, magics: Any, env_emulator:
 
 def test_insert_puts_code_in_the_next_cell(ip: Any, magics: Any, env_emulator: Any) -> None:
     ip.rl_next_input = None
-    res, cap = cell(ip, "%%pienteger -f code --insert --max-tokens 6 -m text-ada-001\n# python: add two numbers")
+    res, _ = cell(ip, "%%pienteger -f code --insert --max-tokens 6 -m text-ada-001\n# python: add two numbers")
     assert res.success
     completion = env_emulator.requests[-1]
     assert completion is not None

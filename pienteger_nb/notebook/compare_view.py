@@ -8,7 +8,6 @@ its error in its own cell. A plain-text copy serves terminals and ``text/plain``
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
 
 # Long texts wrap inside their column; each cell scrolls past this height rather than pushing
@@ -24,12 +23,12 @@ _ERROR_STYLE = "color:var(--jp-error-color1, #d32f2f); white-space:pre-wrap; ove
 
 
 def _missing(value: Any) -> bool:
-    if value is None:
-        return True
+    import pandas as pd  # the frame is pandas already
+
     try:
-        return bool(value != value) or (isinstance(value, float) and math.isnan(value))
-    except (TypeError, ValueError):  # pandas.NA refuses comparisons
-        return True
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list-like cell: not missing
+        return False
 
 
 def setting_label(temperature: Any, seed: Any) -> str:

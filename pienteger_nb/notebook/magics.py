@@ -246,7 +246,7 @@ class PientegerMagics(Magics):
         return collections.ChainMap(self.shell.user_ns, {"Err": self.errors})
 
     def _compare(self, client: Any, prompt: str, args: Any, params: dict[str, Any]) -> None:
-        from ..batch.compare import compare
+        from ..batch.comparison import compare
         from .compare_view import compare_bundle
 
         shared = {k: v for k, v in params.items() if k not in ("temperature", "seed")}
