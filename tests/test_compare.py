@@ -134,3 +134,29 @@ def test_magic_refuses_several_models_without_compare(env_emulator: Any, ip: Any
 def test_magic_compare_refuses_background(env_emulator: Any, ip: Any) -> None:
     res = ip.run_cell("%%pienteger --compare --background -m text-ada-001\nHi")
     assert not res.success and "drop --background" in str(res.error_in_exec)
+
+
+def test_an_interrupt_returns_the_finished_rows_with_a_compare_warning(
+    emulator: Any, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pienteger_nb.batch.run import BatchInterruptedWarning
+
+    emulator.queue_fault("stall", after=0, times=1)  # one combination never answers
+    progress_calls: list[int] = []
+
+    class InterruptWhenOthersAreDone:
+        def update(self, done: int, errors: int) -> None:
+            progress_calls.append(done)
+            if done == 2 and progress_calls.count(2) == 1:
+                raise KeyboardInterrupt  # as if Interrupt Kernel arrived now
+
+        def close(self, note: str = "") -> None:
+            pass
+
+    from pienteger_nb.batch import comparison
+
+    monkeypatch.setattr(comparison, "make_progress", lambda progress, total: InterruptWhenOthersAreDone())
+    with pytest.warns(BatchInterruptedWarning, match="comparison interrupted: 2 of 3"):
+        df = compare("Say hi", models=["text-ada-001", "text-curie-001", "text-babbage-001"],
+                     temperature=0, client=client, max_tokens=3)
+    assert sorted(df["error"].tolist()) == ["", "", "cancelled"]

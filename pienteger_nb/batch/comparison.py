@@ -9,6 +9,7 @@ model, temperature and seed set per row. Every combination runs at once (up to
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from ..errors import AuthenticationError
 from .frame import a_type
 from .pacing import RateLimiter
 from .progress import make_progress
-from .run import _Run
+from .run import BatchInterruptedWarning, _Run
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client.client import Client
@@ -123,7 +124,20 @@ def compare(
         item_params=item_params,
         fatal=FATAL,
     )
-    run.execute(make_progress(progress, len(combos)), on_row=None, done_before=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BatchInterruptedWarning)
+        run.execute(make_progress(progress, len(combos)), on_row=None, done_before=0)
+    for warning in caught:
+        if issubclass(warning.category, BatchInterruptedWarning):  # complete_many's advice does not fit
+            done = sum(row is not None and row.get("status") == "ok" for row in rows)
+            warnings.warn(
+                f"comparison interrupted: {done} of {len(combos)} combinations done, the rest marked "
+                "cancelled; run it again for the whole table",
+                BatchInterruptedWarning,
+                stacklevel=2,
+            )
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return compare_frame(combos, rows)
 
 
