@@ -36,7 +36,7 @@ from .spend import SpendPolicy, set_default_spend
 from .types import CallRecord, Choice, Chunk, Completion, Estimate, Model, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import complete_many
+    from .batch import compare, complete_many
     from .client import Client, Stream
     from .ledger import clear_cache, usage, usage_summary
     from .ledger.budget import set_budget
@@ -70,6 +70,7 @@ __all__ = [
     "StreamError",
     "Usage",
     "clear_cache",
+    "compare",
     "complete_many",
     "load_ipython_extension",
     "prices",
@@ -93,6 +94,7 @@ _LAZY = {
     "set_prices": ("ledger.prices", "set_prices"),
     "set_budget": ("ledger.budget", "set_budget"),
     "clear_cache": ("ledger", "clear_cache"),
+    "compare": ("batch", "compare"),
 }
 
 

@@ -14,6 +14,10 @@ The format spec is applied with ``format(value, spec)`` and may not start with w
 (so ``{a: 1}`` in JSON-like text is left alone) nor contain braces; a spec the value
 rejects, or a value whose indexing or ``str()`` fails, leaves the field as typed. A
 ``Completion`` (``-o NAME`` of an earlier cell) is filled in as its text.
+
+Cells are plain names too: the magic fills from the user namespace, where IPython keeps
+``In`` (sources), ``Out`` (results) and ``_``, plus the extension's ``Err`` (the error text of
+each cell that raised), so ``{In[3]}``, ``{Out[3]}``, ``{Err[3]}`` and ``{_}`` need no special case.
 """
 
 from __future__ import annotations

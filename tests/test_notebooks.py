@@ -19,7 +19,7 @@ nbclient = pytest.importorskip("nbclient")
 nbconvert = pytest.importorskip("nbconvert")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-ALL = ["quickstart.ipynb", "widgets.ipynb", "usage-analysis.ipynb", "batch.ipynb"]
+ALL = ["quickstart.ipynb", "widgets.ipynb", "usage-analysis.ipynb", "batch.ipynb", "compare.ipynb"]
 
 pytestmark = pytest.mark.notebook
 
@@ -162,3 +162,18 @@ def test_batch_notebook(env_emulator, tmp_path):
     assert set(ledger["status"].astype(str)) == {"ok"}
     bodies = [r.body for r in env_emulator.requests if r.path.endswith("/completions")]
     assert any("kettle" in str(b.get("prompt")) for b in bodies)
+
+
+def test_compare_notebook(env_emulator, tmp_path):
+    nb, text, html = _run("compare.ipynb", tmp_path)
+    assert TEST_KEY not in text and TEST_KEY not in html
+    _assert_only_tagged_errors(nb)
+    table = _cell(nb, "%%pienteger --compare")
+    assert "pienteger-compare" in _text(table)
+    assert _text(_cell(nb, "%pienteger explain")).strip()  # the answer, as Markdown
+    ledger = _ledger()
+    sources = ledger["source"].astype(str)
+    assert (sources == "compare").sum() == 6 + 4
+    bodies = [r.body for r in env_emulator.requests if r.path.endswith("/completions")]
+    assert any("KeyError" in str(b.get("prompt")) and "prices" in str(b.get("prompt")) for b in bodies)
+    assert set(ledger["status"].astype(str)) == {"ok"}

@@ -143,6 +143,8 @@ import os, sys
 from pienteger_nb import BudgetExceededError, Client
 calls = 0
 with Client(api_key=os.environ['KEY'], base_url=os.environ['URL'], sleep=lambda s: None) as client:
+    print('ready', flush=True)
+    sys.stdin.readline()  # the start gate: every worker begins at once
     while True:
         try:
             client.complete('Tell me a story about a brave little robot.', max_tokens=40)
@@ -162,8 +164,15 @@ def test_eight_processes_sharing_a_ledger_never_pass_the_budget_together(client,
     limit = 50 * worst
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KEY": TEST_KEY, "URL": emulator.url,
            "PIENTEGER_BUDGET": f"{limit!r}/day"}
-    workers = [subprocess.Popen([sys.executable, "-c", _WORKER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env) for _ in range(8)]
+    emulator.latency = 0.01  # calls overlap, so the processes really contend for the budget
+    workers = [subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(8)]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
     counts = []
     for worker in workers:
         out, err = worker.communicate(timeout=240)

@@ -58,8 +58,8 @@ class _Fatal(Exception):
         self.error = error
 
 
-def _is_fatal(exc: BaseException) -> bool:
-    if isinstance(exc, FATAL):
+def _is_fatal(exc: BaseException, fatal: tuple[type[BaseException], ...] = FATAL) -> bool:
+    if isinstance(exc, fatal):
         return True
     return isinstance(exc, RateLimitError) and exc.code == "insufficient_quota"
 
@@ -204,10 +204,17 @@ class _Run:
         params: dict[str, Any],
         concurrency: int,
         limiter: RateLimiter,
+        source: str = "batch",
+        item_params: list[dict[str, Any]] | None = None,
+        fatal: tuple[type[BaseException], ...] = FATAL,
     ):
+        # item_params: per-row parameters over ``params`` (compare runs one prompt with many
+        # models and settings); fatal: the errors that stop the whole run.
         self.limiter = limiter
+        self.item_params = item_params
+        self.fatal = fatal
         self.client = client.with_options(
-            source="batch", pacer=limiter, sleep=limiter.sleep, on_call=_in_this_cell(client)
+            source=source, pacer=limiter, sleep=limiter.sleep, on_call=_in_this_cell(client)
         )
         self.items, self.rows, self.model, self.params = items, rows, model, params
         self.stream = _streams(params)
@@ -331,7 +338,7 @@ class _Run:
                 self.results.put((pos, failed_row("skipped", self.budget_stop), None))
                 continue
             try:
-                row = self._one(self.items[pos])
+                row = self._one(self.items[pos], self.item_params[pos] if self.item_params else {})
             except _Fatal as fatal:
                 self.results.put((pos, {}, fatal.error))
                 return
@@ -342,20 +349,20 @@ class _Run:
                 return
             self.results.put((pos, row, None))
 
-    def _one(self, prompt: Any) -> dict[str, Any]:
+    def _one(self, prompt: Any, extra: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(prompt, str):
             what = "missing" if prompt is None or is_na(prompt) else a_type(prompt)
             return failed_row("error", f"ValueError: the prompt is {what}, not a string")
         start = time.perf_counter()
         try:
-            completion = self._call(prompt)
+            completion = self._call(prompt, extra)
         except Cancelled:
             return failed_row("cancelled", "cancelled", latency=time.perf_counter() - start)
         except BudgetExceededError as exc:
             self.budget_stop = f"{type(exc).__name__}: {exc}"
             return failed_row("skipped", self.budget_stop)
         except (PientegerError, ValueError, TypeError) as exc:
-            if _is_fatal(exc):
+            if _is_fatal(exc, self.fatal):
                 raise _Fatal(exc) from exc
             return failed_row(
                 "error",
@@ -367,10 +374,11 @@ class _Run:
             return failed_row("cancelled", "cancelled", latency=time.perf_counter() - start)
         return ok_row(completion)
 
-    def _call(self, prompt: str) -> Completion | None:
+    def _call(self, prompt: str, extra: dict[str, Any]) -> Completion | None:
+        params = {"model": self.model, **self.params, **extra}
         if not self.stream:
-            return self.client.complete(prompt, model=self.model, **self.params)
-        with self.client.stream(prompt, model=self.model, **self.params) as s:
+            return self.client.complete(prompt, **params)
+        with self.client.stream(prompt, **params) as s:
             with self.lock:
                 self.open_streams.add(s)
             try:

@@ -2,7 +2,8 @@
 
 The ``%%pienteger`` / ``%pienteger`` magics (``magics``), their subcommands (``commands``),
 argument parsing (``args``) and one-line failures (``failures``); the throttled streaming
-display and output formats (``render``); the ``PromptForm`` widget (``form``, with its view
+display and output formats (``render``); the compare table (``compare_view``), background
+jobs (``background``) and failed cells' errors (``cells``); the ``PromptForm`` widget (``form``, with its view
 ``form_view`` and texts ``form_text``).
 
 May import every other room and IPython/ipywidgets; nothing imports it but the package root

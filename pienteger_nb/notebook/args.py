@@ -154,6 +154,24 @@ def check_output_name(name: str | None) -> None:
         raise UsageError(f"-o needs a variable name, got {name!r}")
 
 
+def check_workflow(args: argparse.Namespace) -> None:
+    """Refuse option mixes that cannot work; outside ``--compare`` one -m, -t, --seed each."""
+    if args.compare:
+        for flag in ("background", "insert", "dry_run"):
+            if getattr(args, flag):
+                raise UsageError(f"--compare runs now and shows a table: drop --{flag.replace('_', '-')}")
+        return
+    if args.background and args.insert:
+        raise UsageError("--insert needs the answer while the cell runs: drop --background or --insert")
+    if args.background and args.dry_run:
+        raise UsageError("--dry-run sends nothing: drop --background")
+    for name, flag in (("model", "-m"), ("temperature", "-t"), ("seed", "--seed")):
+        values = getattr(args, name)
+        if values is not None and len(values) > 1:
+            raise UsageError(f"{flag} was given {len(values)} times: add --compare to run each side by side")
+        setattr(args, name, values[0] if values else None)
+
+
 def subcommand_parser(prog: str) -> argparse.ArgumentParser:
     """A parser for a subcommand's own options whose mistakes are one-line UsageErrors."""
     from IPython.core.magic_arguments import MagicArgumentParser
@@ -182,6 +200,7 @@ __all__ = [
     "FORMATS",
     "cell_params",
     "check_output_name",
+    "check_workflow",
     "emulator_parser",
     "fill_words",
     "parse_words",

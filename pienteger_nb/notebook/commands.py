@@ -1,5 +1,5 @@
 """The ``%pienteger SUBCOMMAND`` line magics: models, usage, config, login, check, form,
-emulator, help. Each takes the ``PientegerMagics`` instance and the words after its name.
+emulator, explain, jobs, stop, help. Each takes the ``PientegerMagics`` instance and the words after its name.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class PientegerMagics(Protocol):
 
     shell: Any
     emulator: Any
+    errors: Any
+    jobs: Any
     _saved_settings: tuple[Any, Any] | None
 
     def client(self) -> Any: ...
@@ -32,6 +34,8 @@ class PientegerMagics(Protocol):
     def fail(self, exc: BaseException, *, what: str = ...) -> CellFailure: ...
 
     def pienteger(self, line: str, cell: str | None = None) -> None: ...
+
+    def complete_cell(self, line: str, cell: str) -> Any: ...
 
 
 def _show(magics: PientegerMagics, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
@@ -291,6 +295,8 @@ def cmd_budget(magics: PientegerMagics, words: list[str]) -> None:
         print(describe_status())
     except PientegerError as exc:
         raise UsageError(str(exc)) from None
+
+
 def cmd_cache(magics: PientegerMagics, words: list[str]) -> None:
     """``%pienteger cache``: what the replay cache holds and saved; ``cache clear`` empties it."""
     from ..ledger.store import UsageLogError, cache_stats, clear_cache
@@ -310,6 +316,58 @@ def cmd_cache(magics: PientegerMagics, words: list[str]) -> None:
           {"pienteger": {"cache": {**stats.as_dict(), "setting": setting}}})
 
 
+EXPLAIN_INSTRUCTION = (
+    "This Python notebook cell failed. Explain briefly, in Markdown, why it failed and how to fix it; "
+    "show corrected code if it helps."
+)
+# Long enough for an explanation with a short code block; the service's own default (16) is not.
+
+
+EXPLAIN_MAX_TOKENS = 400
+
+
+def explain_prompt(source: str, error: str) -> str:
+    return f"{EXPLAIN_INSTRUCTION}\n\nCell:\n```python\n{source.rstrip()}\n```\n\nError:\n```\n{error}\n```\n\nExplanation:\n"
+
+
+def cmd_explain(magics: PientegerMagics, words: list[str]) -> None:
+    """Send the last failed cell's source and error; the answer streams in as Markdown."""
+    failed = magics.errors.last()
+    if failed is None:
+        print("no cell has failed yet in this kernel: run the cell that raises, then %pienteger explain")
+        return
+    options = ["-f", "markdown", "--no-interpolate", *words]
+    if not any(w == "--max-tokens" or w.startswith("--max-tokens=") for w in words):
+        options += ["--max-tokens", str(EXPLAIN_MAX_TOKENS)]
+    import shlex
+
+    magics.complete_cell(" ".join(shlex.quote(w) for w in options),
+                         explain_prompt(failed.source, failed.error))
+
+
+def cmd_jobs(magics: PientegerMagics, words: list[str]) -> None:
+    if words:
+        raise UsageError("%pienteger jobs takes no arguments")
+    rows = magics.jobs.rows()
+    if not rows:
+        print("no background jobs yet: %%pienteger --background starts one")
+        return
+    _show(magics, table_bundle(["id", "model", "state", "tokens", "seconds"], rows))
+
+
+def cmd_stop(magics: PientegerMagics, words: list[str]) -> None:
+    if len(words) > 1:
+        raise UsageError("%pienteger stop takes one job id, or all (the default)")
+    try:
+        stopped = magics.jobs.stop(words[0] if words else None)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    if stopped:
+        print(f"stopping job{'s' if len(stopped) > 1 else ''} {', '.join(map(str, stopped))}")
+    else:
+        print("no running background job to stop")
+
+
 def cmd_help(magics: PientegerMagics, words: list[str]) -> None:
     print(magics.pienteger.__doc__)
 
@@ -325,6 +383,9 @@ SUBCOMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
     "prices": cmd_prices,
     "budget": cmd_budget,
     "cache": cmd_cache,
+    "explain": cmd_explain,
+    "jobs": cmd_jobs,
+    "stop": cmd_stop,
     "help": cmd_help,
 }
 

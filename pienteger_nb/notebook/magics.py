@@ -7,6 +7,7 @@ streaming display and formats in ``render``; one-line failures in ``magic_errors
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as _dt
 import time
@@ -26,13 +27,16 @@ from .args import (
     FORMATS,
     cell_params,
     check_output_name,
+    check_workflow,
     fill_words,
     parse_words,
     split_line,
     take_values,
 )
+from .background import JobBoard
+from .cells import CellErrors
 from .failures import CellFailure, CellInterrupted, describe
-from .render import DisplaySink, StreamView, render_output, sink_for_shell, usage_bundle
+from .render import DisplaySink, StreamView, insertion, render_output, sink_for_shell, usage_bundle
 from .usage_line import LiveUsage
 
 _EXAMPLES = """\
@@ -67,7 +71,16 @@ subcommands (line magic):
   %pienteger prices                      the prices in force (USD per 1K tokens)
   %pienteger budget [5 --per day | off]  show or set the spending limit
   %pienteger cache [clear]               stored answers, replays and what they saved; or empty it
+  %pienteger explain [-m MODEL]          ask the model why the last failing cell failed
+  %pienteger jobs                        background completions: id, model, state, tokens, seconds
+  %pienteger stop [ID|all]               stop background completions (all by default)
   %pienteger help                        this text
+
+workflow:
+  %%pienteger --compare -m text-ada-001 -m text-curie-001 -t 0 -t 0.8 -o df
+  %%pienteger --background -o story    (the kernel stays free; Stop in the output)
+  %%pienteger -f code --insert         (the answer also lands in a new cell below)
+  Prompts may quote cells: {In[3]}, {Out[3]}, {Err[3]} (the error of cell 3), {_}
 """
 
 
@@ -91,6 +104,10 @@ class PientegerMagics(Magics):
         self.emulator: Any = None
         self._saved_settings: tuple[Any, Any] | None = None
         self._cached: tuple[tuple[Any, ...], Any] | None = None
+        self.errors = CellErrors()
+        self.jobs = JobBoard()
+        if shell is not None:
+            shell.events.register("post_run_cell", self.errors.after_cell)
 
     # --- The client -------------------------------------------------------------------------
 
@@ -130,8 +147,10 @@ class PientegerMagics(Magics):
 
     @magic_arguments(name="%pienteger")  # the help's usage line then reads %%pienteger
     @kwds(epilog=_EXAMPLES)
-    @argument("-m", "--model", default=None, help="model (default: %%pienteger config model)")
-    @argument("-t", "--temperature", type=float, default=None, help="0..2")
+    @argument("-m", "--model", action="append", default=None,
+              help="model (default: %%pienteger config model); repeat with --compare")
+    @argument("-t", "--temperature", type=float, action="append", default=None,
+              help="0..2; repeat with --compare")
     @argument("--max-tokens", type=int, default=None, metavar="N", help="tokens to generate at most")
     @argument("--top-p", type=float, default=None, metavar="P", help="nucleus sampling, 0..1")
     @argument("--n", type=int, default=None, metavar="N", help="completions to generate")
@@ -145,7 +164,8 @@ class PientegerMagics(Magics):
     @argument("--suffix", default=None, metavar="TEXT", help="text that comes after the completion")
     @argument("--echo", action="store_true", help="prepend the prompt to the text")
     @argument("--logprobs", type=int, default=None, metavar="N", help="log probabilities of the top N tokens")
-    @argument("--seed", type=int, default=None, metavar="N", help="best-effort determinism")
+    @argument("--seed", type=int, action="append", default=None, metavar="N",
+              help="best-effort determinism; repeat with --compare")
     @argument("--no-stream", action="store_true", help="wait for the whole completion")
     @argument(
         "-f", "--format", choices=FORMATS, default=None, help="how to show the result (default markdown)"
@@ -154,6 +174,12 @@ class PientegerMagics(Magics):
     @argument("--no-interpolate", action="store_true", help="send {braces} exactly as typed")
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
     @argument("--refresh", action="store_true", help="call the service even if an answer is stored; store the new one")
+    @argument("--compare", action="store_true",
+              help="every -m x -t x --seed at once, side by side in one table (-o keeps the DataFrame)")
+    @argument("--background", action="store_true",
+              help="return at once; stream into this cell's output with a Stop button (-o set when done)")
+    @argument("--insert", action="store_true",
+              help="also put the completion into a new cell below (code for -f code, else markdown)")
     @no_var_expand  # options are filled like the prompt (fill_words), never evaluated
     @line_cell_magic
     def pienteger(self, line: str, cell: str | None = None) -> None:
@@ -171,7 +197,7 @@ class PientegerMagics(Magics):
 
     def complete_cell(self, line: str, cell: str) -> Completion | None:
         """Run ``%%pienteger`` on a line of options and a cell; returns the Completion."""
-        namespace = self.shell.user_ns if self.shell is not None else None
+        namespace = self.namespace()
         words, taken = take_values(fill_words(split_line(line), namespace))
         args = parse_words(self.pienteger.parser, words)
         if "--stop" in taken:
@@ -179,6 +205,7 @@ class PientegerMagics(Magics):
         if "--suffix" in taken:
             args.suffix = taken["--suffix"][-1]
         check_output_name(args.output)
+        check_workflow(args)
         prompt = cell.rstrip("\n")
         if not prompt.strip():
             raise UsageError("the cell is empty: write the prompt on the lines below %%pienteger")
@@ -191,9 +218,15 @@ class PientegerMagics(Magics):
             defaults = {"temperature": config.get("temperature"), "max_tokens": config.get("max_tokens")}
             params = cell_params(args, defaults=defaults)
             client = self.client()
+            if args.compare:
+                self._compare(client, prompt, args, params)
+                return None
             if args.dry_run:
                 preview = client.request_preview(prompt, model=model, stream=stream, **params)
                 self._show_preview(preview, client.estimate(prompt, model=model, **params))
+                return None
+            if args.background:
+                self._background(client, prompt, model=model, fmt=fmt, params=params, output=args.output)
                 return None
             started = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
             live = self._live_usage(model, prompt) if stream and config.get("show_usage") else None
@@ -220,7 +253,49 @@ class PientegerMagics(Magics):
                 fallback.final(*usage_bundle(completion))
         if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = completion
+        if args.insert and self.shell is not None:
+            self.shell.set_next_input(insertion(completion, fmt), replace=False)
         return completion
+
+    def namespace(self) -> Any:
+        """What ``{name}`` fields read: the user's variables, then ``Err`` (errors by cell)."""
+        if self.shell is None:
+            return None
+        return collections.ChainMap(self.shell.user_ns, {"Err": self.errors})
+
+    def _compare(self, client: Any, prompt: str, args: Any, params: dict[str, Any]) -> None:
+        from ..batch.comparison import compare
+        from .compare_view import compare_bundle
+
+        shared = {k: v for k, v in params.items() if k not in ("temperature", "seed")}
+        temperature = args.temperature if args.temperature else params.get("temperature")
+        try:
+            frame = compare(prompt, models=args.model, temperature=temperature, seed=args.seed,
+                            client=client.with_options(on_call=self._record), **shared)
+        except KeyboardInterrupt:
+            raise CellInterrupted("KeyboardInterrupt: the comparison was stopped") from None
+        sink_for_shell(self.shell).final(compare_bundle(frame), {"pienteger": {"compare": len(frame)}})
+        if args.output and self.shell is not None:
+            self.shell.user_ns[args.output] = frame
+
+    def _background(
+        self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any], output: str | None
+    ) -> None:
+        from ..ledger.store import record_call
+
+        client.require_key()
+        client.request_preview(prompt, model=model, stream=True, **params)  # bad input fails the cell now
+        cell = self.execution_count()
+
+        def record(rec: CallRecord) -> None:  # the worker records after this cell has ended
+            record_call(dataclasses.replace(rec, execution_count=cell))
+
+        def done(job: Any) -> None:
+            if output and self.shell is not None:
+                self.shell.user_ns[output] = job.completion
+
+        self.jobs.start(client.with_options(on_call=record), prompt, model=model, params=params, fmt=fmt,
+                        on_done=done, output_name=output)
 
     def _stream(
         self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any], refresh: bool = False,
@@ -296,6 +371,16 @@ class PientegerMagics(Magics):
             self._cached[1].close()
             self._cached = None
 
+    def unload(self) -> None:
+        """Everything ``close`` does, and stop the background jobs and the error hook."""
+        self.close()
+        self.jobs.close()
+        if self.shell is not None:
+            try:
+                self.shell.events.unregister("post_run_cell", self.errors.after_cell)
+            except ValueError:
+                pass
+
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext pienteger_nb``: register ``%%pienteger`` and ``%pienteger``."""
@@ -308,7 +393,7 @@ def unload_ipython_extension(ip: Any) -> None:
     registry = ip.magics_manager.registry
     magics = registry.pop("PientegerMagics", None)
     if magics is not None:
-        magics.close()
+        magics.unload()
     for kind in ("line", "cell"):
         ip.magics_manager.magics[kind].pop("pienteger", None)
 

@@ -317,6 +317,18 @@ def render_output(completion: Completion, fmt: str = "markdown", *, params: dict
     raise ValueError(f"unknown format {fmt!r}; expected markdown, text, code, html or json")
 
 
+def insertion(completion: Completion, fmt: str) -> str:
+    """The source ``--insert`` puts in a new cell: the code itself for ``-f code`` (fences
+    stripped); otherwise a ``%%markdown`` cell, which every front end renders as Markdown when
+    run (``set_next_input`` can only make code cells)."""
+    text = _choices_text(completion, "\n\n")
+    if fmt == "code":
+        return strip_fences(text)[0]
+    if fmt == "markdown":
+        return "%%markdown\n" + text.strip("\n")
+    return text
+
+
 def usage_line(completion: Completion) -> str:
     """``text-davinci:003 · 5 → 7 tokens · $0.0003 · 0.42 s`` ("cached" for a replay, "unpriced"
     for a model without a price), with ``(estimated)`` when we counted."""
@@ -347,6 +359,7 @@ __all__ = [
     "TerminalSink",
     "completion_json",
     "guess_language",
+    "insertion",
     "provenance",
     "render_output",
     "sink_for_shell",
