@@ -1,10 +1,11 @@
 """``pienteger-nb demo``: the quickstart notebook run against the bundled emulator, or JupyterLab on it.
 
-``run_demo(args)`` starts the emulator on loopback with a throwaway key, executes
-``notebooks/quickstart.ipynb`` in a fresh kernel pointed at it, writes the executed notebook and
-an HTML copy, and prints what the calls cost (from a ledger of its own, so the user's ledger
-stays clean). With ``--lab`` it opens JupyterLab on the notebooks instead, kernels pointed at
-the emulator, until Ctrl-C.
+``run_demo(args)`` starts the emulator on loopback with a throwaway key, executes the bundled
+``quickstart.ipynb`` (shipped inside the package) in a fresh kernel pointed at it, writes the
+executed notebook and an HTML copy, and prints what the calls cost (from a ledger of its own, so
+the user's ledger stays clean). With ``--lab`` it opens JupyterLab on a copy of the notebooks in
+``OUT/notebooks`` instead, kernels pointed at the emulator, until Ctrl-C: the originals are never
+opened, so saving in Lab cannot change them.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from . import examples
+
 PROG = "pienteger-nb demo"
-INSTALL_HINT = 'pip install -e ".[demo]"'
-QUICKSTART = "quickstart.ipynb"
+INSTALL_HINT = 'pip install "pienteger_nb[demo]"'
+QUICKSTART = examples.QUICKSTART
 # Fast enough that the demo takes seconds, slow enough that tokens visibly stream in --lab.
 TOKENS_PER_SECOND = 200.0
 
@@ -42,17 +45,13 @@ def missing_dependencies(*, lab: bool) -> list[str]:
 
 
 def find_notebooks(explicit: str | None = None) -> Path:
-    """The notebooks folder: ``explicit``, else ``notebooks/`` of the checkout this package runs from."""
-    if explicit:
-        folder = Path(explicit).expanduser()
-    else:
-        # An editable install (the README's `pip install -e ".[demo]"`) runs the package from the
-        # checkout, so the notebooks sit next to it; a wheel install has no notebooks.
-        folder = Path(__file__).resolve().parent.parent / "notebooks"
+    """The notebooks folder: ``explicit``, else the notebooks shipped inside the package."""
+    folder = Path(explicit).expanduser() if explicit else examples.folder()
     if not (folder / QUICKSTART).is_file():
+        where = "--notebooks DIR" if explicit else "the installed package"
         raise DemoError(
-            f"no {QUICKSTART} in {folder}: run the demo from a source checkout installed with "
-            f"{INSTALL_HINT}, or pass --notebooks DIR"
+            f"no {QUICKSTART} in {folder} ({where}): pass --notebooks DIR with a folder that has one, "
+            f"or reinstall with {INSTALL_HINT}"
         )
     return folder
 
@@ -161,7 +160,7 @@ def write_outputs(nb: Any, *, out: Path, name: str) -> tuple[Path, Path]:
 def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
     """Lines saying how many calls the ledger holds since ``since`` and their tokens by model."""
     if not db.exists():
-        return ["Calls: none recorded"]
+        return ["Calls this run: none recorded"]
     import pandas as pd
 
     from .ledger.store import UsageLog
@@ -171,11 +170,17 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
         frame = log.frame()
     finally:
         log.close()
+    in_ledger = len(frame)
     if len(frame) and "time" in frame:
         times = pd.to_datetime(frame["time"], utc=True)
         frame = frame[times >= pd.Timestamp(since)]
+    # The notebook's usage table shows the whole ledger, which keeps earlier demo runs too: say
+    # which calls these figures count, so "5 calls" here and 36 rows there do not look like a bug.
+    earlier = in_ledger - len(frame)
+    note = [f"The ledger also keeps {earlier} calls from earlier demo runs; the notebook's usage "
+            f"table counts all {in_ledger}."] if earlier else []
     if not len(frame):
-        return ["Calls: none recorded"]
+        return ["Calls this run: none recorded", *note]
     statuses = frame["status"].astype(str).value_counts()
     detail = ", ".join(f"{statuses[s]} {s}" for s in ("ok", "error", "cancelled") if s in statuses)
     columns = ["prompt_tokens", "completion_tokens", "total_tokens"]
@@ -183,7 +188,7 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
     by_model = frame.groupby("model")[columns].sum().join(frame.groupby("model").size().rename("calls"))
     width = max(len("model"), *(len(m) for m in by_model.index))
     lines = [
-        f"Calls: {len(frame)} ({detail}); tokens by model:",
+        f"Calls this run: {len(frame)} ({detail}); tokens by model:",
         f"  {'model':<{width}}  {'calls':>5}  {'prompt':>7}  {'completion':>10}  {'total':>7}",
     ]
     for model, row in by_model.iterrows():
@@ -191,7 +196,7 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
             f"  {model:<{width}}  {int(row['calls']):>5}  {int(row['prompt_tokens']):>7}"
             f"  {int(row['completion_tokens']):>10}  {int(row['total_tokens']):>7}"
         )
-    return lines
+    return lines + note
 
 
 def _print_error(message: str) -> None:
@@ -210,6 +215,8 @@ def run_demo(args: argparse.Namespace) -> int:
         out = make_out(Path(args.out).expanduser().resolve())
         db = Path(args.db).expanduser().resolve() if args.db else out / "usage.sqlite"
         check_ledger(db)
+        if args.lab:
+            notebooks = copy_for_lab(notebooks, out / "notebooks")
         api_key = args.api_key or "pk-demo-" + secrets.token_hex(16)
         emulator = start_emulator(api_key)
     except (DemoError, OSError) as exc:
@@ -226,6 +233,22 @@ def run_demo(args: argparse.Namespace) -> int:
         emulator.stop()
         if args.lab:
             print("\n".join(ledger_summary(db, since=since)))
+
+
+def copy_for_lab(notebooks: Path, workdir: Path) -> Path:
+    """``workdir`` holding a copy of ``notebooks``, for Lab to open and save into.
+
+    Lab saves (and leaves ``.ipynb_checkpoints/``) where it runs, so it must never run on the
+    installed or checked-out originals. A copy already there from an earlier run is kept as the
+    user left it; only missing notebooks are copied.
+    """
+    try:
+        copied, kept = examples.copy_to(workdir, source=notebooks)
+    except OSError as exc:
+        raise DemoError(f"cannot copy the notebooks into {workdir} (--out): {exc.strerror or exc}") from exc
+    note = f" ({len(kept)} kept as you left them)" if kept else ""
+    print(f"Notebooks:  {workdir}  (a copy to edit; {len(copied)} copied{note})")
+    return workdir
 
 
 def _run_quickstart(*, notebooks: Path, env: dict[str, str], out: Path, db: Path, since: _dt.datetime,

@@ -1,4 +1,4 @@
-"""Every notebook in notebooks/ runs top to bottom in a fresh kernel against the emulator.
+"""Every bundled notebook (pienteger_nb/examples/) runs top to bottom in a fresh kernel against the emulator.
 
 One kernel per notebook (kernel start-up is the cost). The executed notebook is written to
 disk and read back, exported to HTML, and both are scanned for the key; the usage ledger the
@@ -18,14 +18,14 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 nbconvert = pytest.importorskip("nbconvert")
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "pienteger_nb" / "examples"
 ALL = ["quickstart.ipynb", "widgets.ipynb", "usage-analysis.ipynb", "batch.ipynb"]
 
 pytestmark = pytest.mark.notebook
 
 
 def _run(name: str, tmp_path: Path, *, extra: str | None = None) -> tuple[Any, str, str]:
-    """Execute notebooks/NAME in a fresh kernel (environment: this process's, as the test set it).
+    """Execute pienteger_nb/examples/NAME in a fresh kernel (environment: this process's, as the test set it).
 
     ``extra`` is a last cell run in the same kernel and removed before saving (a test's probe).
     Returns the notebook as saved and read back, its file text and its HTML.
