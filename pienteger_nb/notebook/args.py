@@ -82,12 +82,20 @@ def fill_words(words: list[str], namespace: Any) -> list[str]:
     return [interpolate(w, namespace) for w in words]
 
 
+MAX_STOPS = 4  # the service takes one to four stop sequences
+
+
 def take_values(
     words: list[str], options: tuple[str, ...] = ("--stop", "--suffix")
 ) -> tuple[list[str], dict[str, list[str]]]:
-    """The words without ``--stop VALUE`` / ``--stop=VALUE`` (and ``--suffix``), and those
-    values by option. They are taken out before argparse, which reads a value that starts
-    with a dash (``---``, ``-x``) as an unknown option and ``--stop=--`` as an empty list."""
+    """The words without ``--stop VALUE ...`` / ``--stop=VALUE`` (and ``--suffix VALUE``), and
+    those values by option. They are taken out before argparse, which reads a value that starts
+    with a dash (``---``, ``-x``) as an unknown option and ``--stop=--`` as an empty list.
+
+    ``--stop`` takes one to four values after one flag (``--stop END STOP``) as well as repeated
+    flags; the first value may start with a dash, the further ones may not (a dash word there
+    is the next option: ``--stop END --stop -x`` sends both).
+    """
     rest: list[str] = []
     taken: dict[str, list[str]] = {}
     i = 0
@@ -97,7 +105,17 @@ def take_values(
             if not eq:
                 i += 1
                 value = words[i]
-            taken.setdefault(name, []).append(value)
+            values = [value]
+            if name == "--stop" and not eq:
+                while i + 1 < len(words) and not words[i + 1].startswith("-"):
+                    i += 1
+                    values.append(words[i])
+                if len(values) > MAX_STOPS:
+                    raise UsageError(
+                        f"--stop takes one to {MAX_STOPS} values (the service's limit), not {len(values)}: "
+                        f"drop some, e.g. --stop {' '.join(values[:2])}"
+                    )
+            taken.setdefault(name, []).extend(values)
         else:
             rest.append(words[i])
         i += 1

@@ -133,7 +133,7 @@ class PientegerMagics(Magics):
         action="append",
         default=None,
         metavar="S",
-        help="stop sequence (repeatable; \\n is a newline)",
+        help="stop sequences, one to four: --stop A B or --stop A --stop B (\\n is a newline)",
     )
     @argument("--suffix", default=None, metavar="TEXT", help="text that comes after the completion")
     @argument("--echo", action="store_true", help="prepend the prompt to the text")
