@@ -177,8 +177,8 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
     # The notebook's usage table shows the whole ledger, which keeps earlier demo runs too: say
     # which calls these figures count, so "5 calls" here and 36 rows there do not look like a bug.
     earlier = in_ledger - len(frame)
-    note = [f"The ledger also keeps {earlier} calls from earlier demo runs; the notebook's usage "
-            f"table counts all {in_ledger}."] if earlier else []
+    note = [(f"The ledger also keeps {earlier} calls from earlier demo runs; the notebook's usage "
+             f"table counts all {in_ledger}.")] if earlier else []
     if not len(frame):
         return ["Calls this run: none recorded", *note]
     statuses = frame["status"].astype(str).value_counts()

@@ -97,19 +97,22 @@ def test_the_wheel_installs_and_the_demo_runs_outside_the_checkout(tmp_path):
 
     elsewhere = tmp_path / "somewhere-else"
     elsewhere.mkdir()
-    run = {"env": env, "cwd": elsewhere, "capture_output": True, "text": True, "check": False}
-    where = subprocess.run([str(python), "-c", "import pienteger_nb; print(pienteger_nb.__file__)"],
-                           timeout=60, **run)  # type: ignore[call-overload]
+
+    def run(*command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, env=env, cwd=elsewhere, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    where = run(str(python), "-c", "import pienteger_nb; print(pienteger_nb.__file__)")
     assert where.stdout.strip().startswith(purelib), where.stdout + where.stderr
 
     cli = str(venv / "bin" / "pienteger-nb")
-    done = subprocess.run([cli, "demo", "--out", "demo-out"], timeout=300, **run)  # type: ignore[call-overload]
+    done = run(cli, "demo", "--out", "demo-out", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Calls this run:" in done.stdout
     assert (elsewhere / "demo-out" / "quickstart.ipynb").is_file()
     assert (elsewhere / "demo-out" / "quickstart.html").is_file()
 
-    copied = subprocess.run([cli, "notebooks", "mine"], timeout=60, **run)  # type: ignore[call-overload]
+    copied = run(cli, "notebooks", "mine")
     assert copied.returncode == 0, copied.stderr
     assert {p.name for p in (elsewhere / "mine").glob("*.ipynb")} >= {"quickstart.ipynb", "batch.ipynb"}
     assert not list(ROOT.glob("build")) or (ROOT / "build").stat().st_mtime < wheel.stat().st_mtime
