@@ -65,6 +65,14 @@ subcommands (line magic):
 """
 
 
+def _on_loopback(client: Any) -> bool:
+    """Whether the client talks to a service on this machine: the bundled emulator, in practice
+    (``%pienteger emulator start``, ``pienteger-nb demo``), whose answers are unrelated prose."""
+    from urllib.parse import urlsplit
+
+    return config.is_loopback(urlsplit(str(getattr(client, "base_url", ""))).hostname)
+
+
 @magics_class
 class PientegerMagics(Magics):
     """The pienteger magics. ``clock`` drives the display throttle (tests inject a fake one);
@@ -199,7 +207,7 @@ class PientegerMagics(Magics):
         except (PientegerError, ValueError) as exc:
             raise self.fail(exc) from None
         if config.get("show_usage"):
-            sink_for_shell(self.shell).final(*usage_bundle(completion))
+            sink_for_shell(self.shell).final(*usage_bundle(completion, emulator=_on_loopback(client)))
         if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = completion
         return completion

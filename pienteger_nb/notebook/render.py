@@ -157,9 +157,13 @@ class StreamView:
         self.finished = True
 
     def stop(self, *, mark: str = STOPPED_MARK, metadata: dict[str, Any] | None = None) -> None:
-        """Keep the partial text on screen, marked (``[stopped]`` by default)."""
+        """Keep the partial text on screen, marked (``[stopped]`` by default), in the format it
+        streamed in: markdown that streamed as markdown stays rendered, the mark a paragraph of it."""
         sep = "" if not self.text or self.text.endswith("\n") else "\n"
-        self.finish({"text/plain": self.text + sep + mark}, metadata or {})
+        data: Bundle = {"text/plain": self.text + sep + mark}
+        if getattr(self.sink, "markdown", False):
+            data["text/markdown"] = (self.text.rstrip("\n") + "\n\n" + mark) if self.text else mark
+        self.finish(data, metadata or {})
 
     def _send_text(self, text: str) -> None:
         self.sink.stream(text)
@@ -305,20 +309,40 @@ def render_output(completion: Completion, fmt: str = "markdown") -> tuple[Bundle
     raise ValueError(f"unknown format {fmt!r}; expected markdown, text, code, html or json")
 
 
-def usage_line(completion: Completion) -> str:
-    """``text-davinci:003 · 5 → 7 tokens · 0.42 s``, with ``(estimated)`` when we counted."""
+def _spelling(model: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", model.lower())
+
+
+def shown_model(asked: str | None, served: str | None) -> str:
+    """The model asked for, and the served one only when it differs in more than spelling.
+
+    The service answers ``text-davinci:003`` to a request for ``text-davinci-003``: the same
+    model, and showing both names (the usage line one, the form the other) looked like two.
+    """
+    asked, served = asked or served or "", served or ""
+    if served and _spelling(served) != _spelling(asked):
+        return f"{asked} (served by {served})"
+    return asked
+
+
+def usage_line(completion: Completion, *, emulator: bool = False) -> str:
+    """``text-davinci-003 · 5 → 7 tokens · 0.42 s``, with ``(estimated)`` when we counted and
+    ``· emulator`` when the answer came from the bundled emulator (its text is unrelated prose)."""
     u = completion.usage
-    line = f"{completion.model} · {u.prompt_tokens} → {u.completion_tokens} tokens · {completion.latency_s:.2f} s"
+    model = shown_model(completion.requested_model, completion.model)
+    line = f"{model} · {u.prompt_tokens} → {u.completion_tokens} tokens · {completion.latency_s:.2f} s"
     if u.source == "estimated":
         line += " (estimated)"
     if completion.finish_reason == "length":
         line += " · stopped at max_tokens"
+    if emulator:
+        line += " · emulator"
     return line
 
 
-def usage_bundle(completion: Completion) -> tuple[Bundle, dict[str, Any]]:
+def usage_bundle(completion: Completion, *, emulator: bool = False) -> tuple[Bundle, dict[str, Any]]:
     """The usage line as a small grey display (plain text elsewhere)."""
-    line = usage_line(completion)
+    line = usage_line(completion, emulator=emulator)
     data = {
         "text/plain": line,
         "text/html": f'<div style="color:#777;font-size:smaller">{html.escape(line)}</div>',
@@ -335,6 +359,7 @@ __all__ = [
     "guess_language",
     "provenance",
     "render_output",
+    "shown_model",
     "sink_for_shell",
     "strip_fences",
     "usage_bundle",
