@@ -105,7 +105,7 @@ def test_status_line_gives_the_figures(form: PromptForm) -> None:
     assert float(m.group(5)) == pytest.approx(c.latency_s, abs=0.01)
     assert m.group(6) == c.finish_reason
     entry = form.history[-1]
-    assert entry["status"] == "ok" and entry["model"] == c.model and entry["prompt"] == "Say this is a test"
+    assert entry["status"] == "ok" and entry["model"] == c.requested_model and entry["prompt"] == "Say this is a test"
     assert entry["completion_tokens"] == c.usage.completion_tokens
     assert "Say this is a test" in form.history_view.value
 
