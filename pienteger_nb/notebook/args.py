@@ -127,10 +127,27 @@ def unescape(text: str) -> str:
     return _ESCAPES.sub(lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
+_ARGPARSE_VALUE = re.compile(r"argument (?P<opt>\S+): invalid (?P<kind>float|int) value: (?P<value>'.*')")
+
+
+def option_error(message: str) -> str:
+    """argparse's wording in the one style every option and setting mistake shares:
+    ``bad option -t/--temperature: 'hot' is not a number``."""
+    found = _ARGPARSE_VALUE.fullmatch(message.strip())
+    if found:
+        kind = "a number" if found["kind"] == "float" else "a whole number"
+        return f"bad option {found['opt']}: {found['value']} is not {kind}"
+    if message.startswith("argument "):
+        return "bad option " + message[len("argument "):]
+    return message if message.startswith("bad ") else f"bad option: {message}"
+
+
 def parse_words(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
     """Parse words with a MagicArgumentParser (whose errors are UsageErrors), one line each."""
     try:
         return parser.parse_args(words)
+    except UsageError as exc:
+        raise UsageError(option_error(str(exc))) from None
     except SystemExit:  # argparse's own exit (e.g. -h): the help is already printed
         raise UsageError(f"see {parser.prog}? for the options") from None
 
@@ -193,6 +210,7 @@ def emulator_parser() -> argparse.ArgumentParser:
     parser.add_argument("action", choices=("start", "stop", "status"))
     parser.add_argument("--tokens-per-second", type=float, default=None)
     parser.add_argument("--latency", type=float, default=None)
+    parser.add_argument("--rpm", type=int, default=None)
     return parser
 
 
@@ -202,6 +220,7 @@ __all__ = [
     "check_output_name",
     "emulator_parser",
     "fill_words",
+    "option_error",
     "parse_words",
     "split_line",
     "take_values",

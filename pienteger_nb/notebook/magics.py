@@ -25,11 +25,12 @@ from .args import (
     cell_params,
     check_output_name,
     fill_words,
+    option_error,
     parse_words,
     split_line,
     take_values,
 )
-from .failures import CellFailure, CellInterrupted, describe
+from .failures import CellFailure, CellInterrupted, describe, scrub
 from .render import StreamView, render_output, sink_for_shell, usage_bundle
 
 _EXAMPLES = """\
@@ -60,7 +61,9 @@ subcommands (line magic):
   %pienteger login                       ask for the key (hidden); kept in this kernel only
   %pienteger check                       one call that proves the key and URL work
   %pienteger form                        a widget form that streams into its output
-  %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed)
+  %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed);
+      start [--latency S] [--tokens-per-second N] [--rpm N]: slow it down (e.g. 5 tokens
+      a second) to watch the stream and try Stop; its answers are unrelated public-domain prose
   %pienteger help                        this text
 """
 
@@ -92,6 +95,7 @@ class PientegerMagics(Magics):
         self.emulator: Any = None
         self._saved_settings: tuple[Any, Any] | None = None
         self._cached: tuple[tuple[Any, ...], Any] | None = None
+        self.listed_models: dict[str, list[str]] = {}  # base URL -> model ids, once listed
 
     # --- The client -------------------------------------------------------------------------
 
@@ -204,8 +208,12 @@ class PientegerMagics(Magics):
                         "KeyboardInterrupt: the request was stopped (recorded as cancelled)"
                     ) from None
                 StreamView(sink=sink_for_shell(self.shell)).finish(*render_output(completion, fmt))
-        except (PientegerError, ValueError) as exc:
+        except PientegerError as exc:
             raise self.fail(exc) from None
+        except ValueError as exc:  # a value the client refuses: an option mistake, said as argparse's are
+            if config.get("debug"):
+                raise
+            raise UsageError(scrub(option_error(str(exc)))) from None
         if config.get("show_usage"):
             sink_for_shell(self.shell).final(*usage_bundle(completion, emulator=_on_loopback(client)))
         if args.output and self.shell is not None:
@@ -250,8 +258,6 @@ class PientegerMagics(Magics):
 
     def _show_preview(self, preview: dict[str, Any]) -> None:
         import json
-
-        from .failures import scrub
 
         headers = "\n".join(f"{k}: {v}" for k, v in preview.get("headers", {}).items())
         body = json.dumps(preview.get("json"), indent=2, ensure_ascii=False)
