@@ -30,8 +30,10 @@ from . import examples
 PROG = "pienteger-nb demo"
 INSTALL_HINT = 'pip install "pienteger_nb[demo]"'
 QUICKSTART = examples.QUICKSTART
-# Fast enough that the demo takes seconds, slow enough that tokens visibly stream in --lab.
+# The headless run: fast enough that the demo takes seconds.
 TOKENS_PER_SECOND = 200.0
+# --lab is watched by a person: slow enough to see tokens arrive and to press Stop halfway.
+LAB_TOKENS_PER_SECOND = 10.0
 
 
 class DemoError(Exception):
@@ -84,11 +86,11 @@ def kernel_env(*, url: str, api_key: str, db: Path) -> dict[str, str]:
     return env
 
 
-def start_emulator(api_key: str) -> Any:
+def start_emulator(api_key: str, *, tokens_per_second: float = TOKENS_PER_SECOND) -> Any:
     """The bundled emulator, started on loopback."""
     from .emulator import Emulator
 
-    return Emulator(api_key=api_key, host="127.0.0.1", port=0, tokens_per_second=TOKENS_PER_SECOND).start()
+    return Emulator(api_key=api_key, host="127.0.0.1", port=0, tokens_per_second=tokens_per_second).start()
 
 
 def _first_line(text: str) -> str:
@@ -218,7 +220,7 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.lab:
             notebooks = copy_for_lab(notebooks, out / "notebooks")
         api_key = args.api_key or "pk-demo-" + secrets.token_hex(16)
-        emulator = start_emulator(api_key)
+        emulator = start_emulator(api_key, tokens_per_second=LAB_TOKENS_PER_SECOND if args.lab else TOKENS_PER_SECOND)
     except (DemoError, OSError) as exc:
         _print_error(str(exc))
         return 1
@@ -261,6 +263,8 @@ def _run_quickstart(*, notebooks: Path, env: dict[str, str], out: Path, db: Path
         _print_error(f"{failure} (the notebook as far as it ran: {notebook_path})")
         return 1
     print("\n".join(ledger_summary(db, since=since)))
+    print("The answers are the emulator's public-domain prose, unrelated to the prompts: the demo shows "
+          "the plumbing, not a model.")
     print("Files:")
     print(f"  executed notebook  {notebook_path}")
     print(f"  HTML copy          {html_path}")
@@ -316,7 +320,8 @@ def run_lab(*, notebooks: Path, env: dict[str, str], out: Path, port: int | None
             if not _wait_for_lab(proc, f"http://127.0.0.1:{port}/api/status?token={token}"):
                 _print_error(f"JupyterLab did not start; see {log_path}")
                 return 1
-            print(f"Emulator:   {emulator_url}  (kernels started in this JupyterLab use it)")
+            print(f"Emulator:   {emulator_url}  (kernels started in this JupyterLab use it; its answers are "
+                  f"public-domain prose unrelated to the prompt, {LAB_TOKENS_PER_SECOND:g} tokens a second)")
             print(f"JupyterLab: http://127.0.0.1:{port}/lab?token={token}")
             print(f"Log:        {log_path}")
             print("Press Ctrl-C to stop JupyterLab and the emulator.", flush=True)

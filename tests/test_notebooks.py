@@ -108,7 +108,12 @@ def test_quickstart_without_a_key_starts_the_emulator(tmp_path):
     _assert_only_tagged_errors(nb)
 
     streamed = _text(_cell(nb, "%%pienteger\n"))
-    assert streamed.strip()
+    assert streamed.strip() and "emulator" in streamed  # the usage line says where the prose came from
+    assert "unrelated to the prompt" in nb.cells[0].source
+    # The --stop example does what its text says, against the emulator too: a stop sequence ends it.
+    stopped = _cell(nb, "%%pienteger -m text-curie-001")
+    assert "--stop" in stopped.source and "stopped at max_tokens" not in _text(stopped)
+    assert "'stop'" in _text(_cell(nb, "one_sentence.finish_reason"))
     printed = _text(_cell(nb, "print(result.text"))
     assert "stop" in printed or "length" in printed
     dry = _text(_cell(nb, "%%pienteger --dry-run"))
@@ -124,6 +129,13 @@ def test_quickstart_without_a_key_starts_the_emulator(tmp_path):
     assert (ledger["status"].astype(str) == "ok").sum() == 4
 
 
+def test_widgets_notebook_without_a_key_starts_a_slow_emulator(tmp_path):
+    probe = ("ip = get_ipython()\nemu = ip.magics_manager.registry['PientegerMagics'].emulator\n"
+             "assert emu is not None and emu.tokens_per_second == 5, emu")
+    nb, _text_, _html = _run("widgets.ipynb", tmp_path, extra=probe)
+    _assert_only_tagged_errors(nb)
+
+
 def test_widgets_notebook(env_emulator, tmp_path):
     nb, text, html = _run("widgets.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
@@ -133,7 +145,7 @@ def test_widgets_notebook(env_emulator, tmp_path):
     ledger = _ledger()
     assert list(ledger["source"].astype(str)) == ["form"]
     assert list(ledger["status"].astype(str)) == ["ok"]
-    assert env_emulator.requests[-1].body["max_tokens"] == 40
+    assert env_emulator.requests[-1].body["max_tokens"] == 20
 
 
 def test_usage_analysis_notebook(env_emulator, tmp_path):
