@@ -85,3 +85,32 @@ def test_config_warns_about_a_model_the_service_did_not_list(ip: Any, magics: An
     assert "not in the service's list" in cap.stdout and "did you mean text-davinci-003?" in cap.stdout
     _, cap, _ = run(ip, "%pienteger config model=text-ada-001")
     assert "warning" not in cap.stdout
+
+
+def test_usage_shows_every_column_where_pandas_would_hide_some(ip: Any, magics: Any, env_emulator: Any) -> None:
+    import pandas as pd
+
+    assert run(ip, "%%pienteger --max-tokens 3\nHi")[0].success
+    with pd.option_context("display.max_columns", 3):  # as in a narrow terminal
+        res, cap, _ = run(ip, "%pienteger usage")
+    assert res.success
+    (plain,) = [o.data["text/plain"] for o in cap.outputs if "text/plain" in o.data]
+    for column in ("calls", "errors", "completion_tokens", "total_tokens", "p95_latency_s"):
+        assert column in plain
+    assert "columns]" not in plain and "..." not in plain
+
+
+def test_a_batch_frame_renders_its_text_wide_and_scrolls_the_rest(ip: Any, env_emulator: Any) -> None:
+    import pandas as pd
+
+    from pienteger_nb import complete_many
+
+    frame = complete_many(["A long prompt " * 8, "Another"], max_tokens=5, progress=False)
+    html = ip.display_formatter.format(frame)[0]["text/html"]
+    assert "pienteger-table-scroll" in html and "overflow-x: auto" in html
+    assert html.count('class="pienteger-wide"') == 3 * len(frame)  # prompt, text, error
+    assert html.index("<th>prompt</th>") < html.index("<th>prompt_tokens</th>")
+    # Slices keep the look; any other DataFrame renders as pandas renders it.
+    assert "pienteger-table-scroll" in ip.display_formatter.format(frame.head(1))[0]["text/html"]
+    plain = pd.DataFrame({"a": [1, 2]})
+    assert ip.display_formatter.format(plain)[0]["text/html"] == plain._repr_html_()

@@ -121,7 +121,9 @@ def result_frame(labels: pd.Index, items: list[Any], rows: list[dict[str, Any] |
     frame["latency_s"] = frame["latency_s"].astype("float64")
     frame["status"] = pd.Categorical(frame["status"], categories=["ok", "error", "cancelled"])
     frame["error"] = frame["error"].fillna("").astype(str)
-    return frame
+    from .table_html import mark  # the text columns readable in a notebook, not squeezed
+
+    return mark(frame)
 
 
 __all__ = ["COLUMNS", "a_type", "failed_row", "is_na", "ok_row", "prompts_of", "result_frame", "take_resumed"]

@@ -186,9 +186,16 @@ def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
         if len(summary) == 0:
             print("no calls recorded yet" + (f" since {args.since}" if args.since else ""))
             return
+        import shutil
+
+        import pandas as pd
         from IPython.display import display
 
-        display(summary)
+        # In a terminal pandas fits the columns to the width by hiding them ("[2 rows x 8
+        # columns]"): show them all, wrapped into blocks at the terminal's width instead.
+        width = shutil.get_terminal_size().columns
+        with pd.option_context("display.max_columns", None, "display.width", width):
+            display(summary)
         if args.plot:
             ledger.plot(since=args.since)
     except (ValueError, ImportError) as exc:  # a --since it cannot read; no matplotlib/pyarrow
