@@ -269,7 +269,8 @@ def _run_quickstart(*, notebooks: Path, env: dict[str, str], out: Path, db: Path
     print(f"  executed notebook  {notebook_path}")
     print(f"  HTML copy          {html_path}")
     print(f"  usage ledger       {db}")
-    print("Next: pienteger-nb demo --lab opens all the notebooks in JupyterLab with the emulator running.")
+    print("Next: pienteger-nb demo --lab opens a copy of all the notebooks in JupyterLab with the emulator "
+          "running; pienteger-nb notebooks DIR copies them out for your own use.")
     return 0
 
 
