@@ -1,4 +1,4 @@
-"""``pienteger-nb``: the command line (``demo``, ``serve``, ``usage``).
+"""``pienteger-nb``: the command line (``demo``, ``notebooks``, ``serve``, ``usage``).
 
 Each subcommand imports its implementation only when it runs, so ``pienteger-nb --help``
 stays fast: the arguments of ``serve`` and ``usage`` come from the modules that run them.
@@ -29,7 +29,8 @@ _DELEGATED: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
-DEMO_HELP = "run notebooks/quickstart.ipynb against the bundled emulator (no key needed)"
+DEMO_HELP = "run the quickstart notebook against the bundled emulator (no key needed)"
+NOTEBOOKS_HELP = "copy the example notebooks into DIR, to open and edit there"
 
 
 def _find(module: str, name: str) -> Callable[..., object]:
@@ -54,7 +55,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="JupyterLab's port with --lab (default: a free one)")
     parser.add_argument(
         "--notebooks", metavar="DIR", default=None,
-        help="the notebooks folder (default: notebooks/ of the source checkout this package runs from)",
+        help="the notebooks folder (default: the notebooks installed with the package)",
     )
     parser.add_argument(
         "--api-key", default=None,
@@ -63,6 +64,29 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds one notebook cell may take (default: %(default)s)",
     )
+
+
+def copy_notebooks(dest: str, *, force: bool) -> int:
+    """``pienteger-nb notebooks DIR``: the bundled notebooks copied out; returns the exit status."""
+    from pathlib import Path
+
+    from . import examples
+
+    folder = Path(dest).expanduser()
+    if folder.exists() and not folder.is_dir():
+        print(f"{PROG} notebooks: error: {folder} is a file, not a folder: pass a folder", file=sys.stderr)
+        return 1
+    try:
+        copied, kept = examples.copy_to(folder, overwrite=force)
+    except OSError as exc:
+        print(f"{PROG} notebooks: error: cannot copy into {folder}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for path in copied:
+        print(f"copied  {path}")
+    for path in kept:
+        print(f"kept    {path}  (already there; --force overwrites it)")
+    print(f"Open them with: jupyter lab {folder}   (start with {examples.QUICKSTART})")
+    return 0
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -75,9 +99,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="{demo,serve,usage}")
+    subparsers = parser.add_subparsers(dest="command", metavar="{demo,notebooks,serve,usage}")
     demo = subparsers.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP)
     _add_demo_arguments(demo)
+    notebooks = subparsers.add_parser("notebooks", help=NOTEBOOKS_HELP, description=NOTEBOOKS_HELP)
+    notebooks.add_argument("dir", metavar="DIR", help="the folder to copy them into (created if need be)")
+    notebooks.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (help_text, module, add_name, _run) in _DELEGATED.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -103,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             return run_demo(args)
+        if args.command == "notebooks":
+            return copy_notebooks(args.dir, force=args.force)
         _help, module, _add, run_name = _DELEGATED[args.command]
         return int(_find(module, run_name)(args))  # type: ignore[call-overload]
     except KeyboardInterrupt:

@@ -1,10 +1,11 @@
 """``pienteger-nb demo``: the quickstart notebook run against the bundled emulator, or JupyterLab on it.
 
-``run_demo(args)`` starts the emulator on loopback with a throwaway key, executes
-``notebooks/quickstart.ipynb`` in a fresh kernel pointed at it, writes the executed notebook and
-an HTML copy, and prints what the calls cost (from a ledger of its own, so the user's ledger
-stays clean). With ``--lab`` it opens JupyterLab on the notebooks instead, kernels pointed at
-the emulator, until Ctrl-C.
+``run_demo(args)`` starts the emulator on loopback with a throwaway key, executes the bundled
+``quickstart.ipynb`` (shipped inside the package) in a fresh kernel pointed at it, writes the
+executed notebook and an HTML copy, and prints what the calls cost (from a ledger of its own, so
+the user's ledger stays clean). With ``--lab`` it opens JupyterLab on a copy of the notebooks in
+``OUT/notebooks`` instead, kernels pointed at the emulator, until Ctrl-C: the originals are never
+opened, so saving in Lab cannot change them.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from . import examples
+
 PROG = "pienteger-nb demo"
-INSTALL_HINT = 'pip install -e ".[demo]"'
-QUICKSTART = "quickstart.ipynb"
-# Fast enough that the demo takes seconds, slow enough that tokens visibly stream in --lab.
+INSTALL_HINT = 'pip install "pienteger_nb[demo]"'
+QUICKSTART = examples.QUICKSTART
+# The headless run: fast enough that the demo takes seconds.
 TOKENS_PER_SECOND = 200.0
+# --lab is watched by a person: slow enough to see tokens arrive and to press Stop halfway.
+LAB_TOKENS_PER_SECOND = 10.0
 
 
 class DemoError(Exception):
@@ -42,17 +47,13 @@ def missing_dependencies(*, lab: bool) -> list[str]:
 
 
 def find_notebooks(explicit: str | None = None) -> Path:
-    """The notebooks folder: ``explicit``, else ``notebooks/`` of the checkout this package runs from."""
-    if explicit:
-        folder = Path(explicit).expanduser()
-    else:
-        # An editable install (the README's `pip install -e ".[demo]"`) runs the package from the
-        # checkout, so the notebooks sit next to it; a wheel install has no notebooks.
-        folder = Path(__file__).resolve().parent.parent / "notebooks"
+    """The notebooks folder: ``explicit``, else the notebooks shipped inside the package."""
+    folder = Path(explicit).expanduser() if explicit else examples.folder()
     if not (folder / QUICKSTART).is_file():
+        where = "--notebooks DIR" if explicit else "the installed package"
         raise DemoError(
-            f"no {QUICKSTART} in {folder}: run the demo from a source checkout installed with "
-            f"{INSTALL_HINT}, or pass --notebooks DIR"
+            f"no {QUICKSTART} in {folder} ({where}): pass --notebooks DIR with a folder that has one, "
+            f"or reinstall with {INSTALL_HINT}"
         )
     return folder
 
@@ -85,11 +86,11 @@ def kernel_env(*, url: str, api_key: str, db: Path) -> dict[str, str]:
     return env
 
 
-def start_emulator(api_key: str) -> Any:
+def start_emulator(api_key: str, *, tokens_per_second: float = TOKENS_PER_SECOND) -> Any:
     """The bundled emulator, started on loopback."""
     from .emulator import Emulator
 
-    return Emulator(api_key=api_key, host="127.0.0.1", port=0, tokens_per_second=TOKENS_PER_SECOND).start()
+    return Emulator(api_key=api_key, host="127.0.0.1", port=0, tokens_per_second=tokens_per_second).start()
 
 
 def _first_line(text: str) -> str:
@@ -161,7 +162,7 @@ def write_outputs(nb: Any, *, out: Path, name: str) -> tuple[Path, Path]:
 def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
     """Lines saying how many calls the ledger holds since ``since`` and their tokens by model."""
     if not db.exists():
-        return ["Calls: none recorded"]
+        return ["Calls this run: none recorded"]
     import pandas as pd
 
     from .ledger.store import UsageLog
@@ -171,11 +172,17 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
         frame = log.frame()
     finally:
         log.close()
+    in_ledger = len(frame)
     if len(frame) and "time" in frame:
         times = pd.to_datetime(frame["time"], utc=True)
         frame = frame[times >= pd.Timestamp(since)]
+    # The notebook's usage table shows the whole ledger, which keeps earlier demo runs too: say
+    # which calls these figures count, so "5 calls" here and 36 rows there do not look like a bug.
+    earlier = in_ledger - len(frame)
+    note = [(f"The ledger also keeps {earlier} calls from earlier demo runs; the notebook's usage "
+             f"table counts all {in_ledger}.")] if earlier else []
     if not len(frame):
-        return ["Calls: none recorded"]
+        return ["Calls this run: none recorded", *note]
     statuses = frame["status"].astype(str).value_counts()
     detail = ", ".join(f"{statuses[s]} {s}" for s in ("ok", "error", "cancelled") if s in statuses)
     columns = ["prompt_tokens", "completion_tokens", "total_tokens"]
@@ -183,7 +190,7 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
     by_model = frame.groupby("model")[columns].sum().join(frame.groupby("model").size().rename("calls"))
     width = max(len("model"), *(len(m) for m in by_model.index))
     lines = [
-        f"Calls: {len(frame)} ({detail}); tokens by model:",
+        f"Calls this run: {len(frame)} ({detail}); tokens by model:",
         f"  {'model':<{width}}  {'calls':>5}  {'prompt':>7}  {'completion':>10}  {'total':>7}",
     ]
     for model, row in by_model.iterrows():
@@ -191,7 +198,7 @@ def ledger_summary(db: Path, *, since: _dt.datetime) -> list[str]:
             f"  {model:<{width}}  {int(row['calls']):>5}  {int(row['prompt_tokens']):>7}"
             f"  {int(row['completion_tokens']):>10}  {int(row['total_tokens']):>7}"
         )
-    return lines
+    return lines + note
 
 
 def _print_error(message: str) -> None:
@@ -210,8 +217,10 @@ def run_demo(args: argparse.Namespace) -> int:
         out = make_out(Path(args.out).expanduser().resolve())
         db = Path(args.db).expanduser().resolve() if args.db else out / "usage.sqlite"
         check_ledger(db)
+        if args.lab:
+            notebooks = copy_for_lab(notebooks, out / "notebooks")
         api_key = args.api_key or "pk-demo-" + secrets.token_hex(16)
-        emulator = start_emulator(api_key)
+        emulator = start_emulator(api_key, tokens_per_second=LAB_TOKENS_PER_SECOND if args.lab else TOKENS_PER_SECOND)
     except (DemoError, OSError) as exc:
         _print_error(str(exc))
         return 1
@@ -228,6 +237,22 @@ def run_demo(args: argparse.Namespace) -> int:
             print("\n".join(ledger_summary(db, since=since)))
 
 
+def copy_for_lab(notebooks: Path, workdir: Path) -> Path:
+    """``workdir`` holding a copy of ``notebooks``, for Lab to open and save into.
+
+    Lab saves (and leaves ``.ipynb_checkpoints/``) where it runs, so it must never run on the
+    installed or checked-out originals. A copy already there from an earlier run is kept as the
+    user left it; only missing notebooks are copied.
+    """
+    try:
+        copied, kept = examples.copy_to(workdir, source=notebooks)
+    except OSError as exc:
+        raise DemoError(f"cannot copy the notebooks into {workdir} (--out): {exc.strerror or exc}") from exc
+    note = f" ({len(kept)} kept as you left them)" if kept else ""
+    print(f"Notebooks:  {workdir}  (a copy to edit; {len(copied)} copied{note})")
+    return workdir
+
+
 def _run_quickstart(*, notebooks: Path, env: dict[str, str], out: Path, db: Path, since: _dt.datetime,
                     timeout: float, emulator_url: str) -> int:
     source = notebooks / QUICKSTART
@@ -238,11 +263,14 @@ def _run_quickstart(*, notebooks: Path, env: dict[str, str], out: Path, db: Path
         _print_error(f"{failure} (the notebook as far as it ran: {notebook_path})")
         return 1
     print("\n".join(ledger_summary(db, since=since)))
+    print("The answers are the emulator's public-domain prose, unrelated to the prompts: the demo shows "
+          "the plumbing, not a model.")
     print("Files:")
     print(f"  executed notebook  {notebook_path}")
     print(f"  HTML copy          {html_path}")
     print(f"  usage ledger       {db}")
-    print("Next: pienteger-nb demo --lab opens all the notebooks in JupyterLab with the emulator running.")
+    print("Next: pienteger-nb demo --lab opens a copy of all the notebooks in JupyterLab with the emulator "
+          "running; pienteger-nb notebooks DIR copies them out for your own use.")
     return 0
 
 
@@ -293,7 +321,8 @@ def run_lab(*, notebooks: Path, env: dict[str, str], out: Path, port: int | None
             if not _wait_for_lab(proc, f"http://127.0.0.1:{port}/api/status?token={token}"):
                 _print_error(f"JupyterLab did not start; see {log_path}")
                 return 1
-            print(f"Emulator:   {emulator_url}  (kernels started in this JupyterLab use it)")
+            print(f"Emulator:   {emulator_url}  (kernels started in this JupyterLab use it; its answers are "
+                  f"public-domain prose unrelated to the prompt, {LAB_TOKENS_PER_SECOND:g} tokens a second)")
             print(f"JupyterLab: http://127.0.0.1:{port}/lab?token={token}")
             print(f"Log:        {log_path}")
             print("Press Ctrl-C to stop JupyterLab and the emulator.", flush=True)

@@ -86,9 +86,10 @@ class APIStatusError(PientegerError):
         type: str | None = None,
         param: str | None = None,
         retry_after: float | None = None,
+        advice: str = "",
     ):
-        super().__init__(message)
-        self.message = message
+        # ``message`` stays the service's own words, so code can match on it; what to do is ``advice``.
+        super().__init__(message, advice=advice)
         self.status_code = status_code
         self.request_id = request_id
         self.code = code
@@ -98,7 +99,8 @@ class APIStatusError(PientegerError):
 
     def __str__(self) -> str:
         rid = f", request id {self.request_id}" if self.request_id else ""
-        return f"{self.message} (HTTP {self.status_code}{rid})"
+        said = f"{self.message} (HTTP {self.status_code}{rid})"
+        return f"{said}; {self.advice}" if self.advice else said
 
 
 class BadRequestError(APIStatusError):

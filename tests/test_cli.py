@@ -140,3 +140,29 @@ def test_readme_commands_name_real_extras_and_subcommands(capsys):
     assert shlex.split(TEST_COMMAND.split("&&")[1]) == ["pytest"]
     testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
     assert Path(__file__).parent.name in testpaths
+
+
+# -- pienteger-nb notebooks DIR --------------------------------------------------------------
+
+
+def test_notebooks_copies_the_bundled_notebooks_and_keeps_edits(tmp_path, capsys):
+    from pienteger_nb import examples
+
+    dest = tmp_path / "mine"
+    assert main(["notebooks", str(dest)]) == 0
+    assert sorted(p.name for p in dest.glob("*.ipynb")) == sorted(examples.names())
+    assert (dest / "quickstart.ipynb").read_bytes() == (examples.folder() / "quickstart.ipynb").read_bytes()
+    assert f"jupyter lab {dest}" in capsys.readouterr().out
+    (dest / "quickstart.ipynb").write_text("{}")  # an edit the user saved
+    assert main(["notebooks", str(dest)]) == 0
+    assert "kept" in capsys.readouterr().out and (dest / "quickstart.ipynb").read_text() == "{}"
+    assert main(["notebooks", str(dest), "--force"]) == 0
+    assert (dest / "quickstart.ipynb").read_text() != "{}"
+
+
+def test_notebooks_into_a_file_is_one_line(tmp_path, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    assert main(["notebooks", str(a_file)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "not a folder" in err

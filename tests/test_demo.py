@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from conftest import TEST_KEY
 
-from pienteger_nb import demo
+from pienteger_nb import demo, examples
 from pienteger_nb.cli import main
 
 DEMO_KEY = "pk-demo-test-9f8e7d6c5b4a3210SECRET"
@@ -58,7 +58,7 @@ def test_demo_runs_the_quickstart_and_writes_its_files(tmp_path):
                 assert secret.encode() not in path.read_bytes(), path
     nb = nbformat.read(notebook, as_version=4)
     assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
-    assert "Calls:" in done.stdout and "text-davinci-003" in done.stdout
+    assert "Calls this run:" in done.stdout and "text-davinci-003" in done.stdout
     # The user's own ledger (the autouse fixture's PIENTEGER_USAGE_DB) was not touched.
     assert not Path(os.environ["PIENTEGER_USAGE_DB"]).exists()
 
@@ -87,7 +87,7 @@ def test_a_failing_cell_is_one_line_naming_the_cell(tmp_path, capsys):
 def test_no_notebooks_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["demo", "--notebooks", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
-    assert "quickstart.ipynb" in err and "--notebooks" in err and 'pip install -e ".[demo]"' in err
+    assert "quickstart.ipynb" in err and "--notebooks" in err and 'pip install "pienteger_nb[demo]"' in err
 
 
 def test_an_unusable_out_folder_or_ledger_is_one_line_before_anything_runs(tmp_path, capsys):
@@ -108,12 +108,48 @@ def test_missing_demo_dependency_says_how_to_install(monkeypatch, tmp_path, caps
     assert main(["demo", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err]
-    assert "nbclient" in err and err.endswith('pip install -e ".[demo]"')
+    assert "nbclient" in err and err.endswith('pip install "pienteger_nb[demo]"')
     assert not (tmp_path / "o").exists()
 
 
-def test_the_bundled_quickstart_is_found():
-    assert (demo.find_notebooks() / "quickstart.ipynb").is_file()
+def test_the_bundled_quickstart_is_found_inside_the_package():
+    folder = demo.find_notebooks()
+    assert (folder / "quickstart.ipynb").is_file()
+    assert folder == Path(demo.__file__).resolve().parent / "examples"
+    assert examples.names()[0] == "quickstart.ipynb"
+    assert {"widgets.ipynb", "usage-analysis.ipynb", "batch.ipynb"} <= set(examples.names())
+
+
+def test_the_lab_copy_keeps_what_the_user_edited(tmp_path, capsys):
+    workdir = tmp_path / "work"
+    assert demo.copy_for_lab(examples.folder(), workdir) == workdir
+    assert f"{len(examples.names())} copied" in capsys.readouterr().out
+    edited = workdir / "quickstart.ipynb"
+    edited.write_text("{}")  # the user's own edit, saved from Lab
+    (workdir / "batch.ipynb").unlink()
+    demo.copy_for_lab(examples.folder(), workdir)
+    out = capsys.readouterr().out
+    assert "1 copied" in out and f"{len(examples.names()) - 1} kept" in out
+    assert edited.read_text() == "{}" and (workdir / "batch.ipynb").is_file()
+
+
+def test_the_summary_says_which_calls_it_counts(tmp_path):
+    import datetime as dt
+
+    from pienteger_nb.ledger.store import UsageLog
+    from pienteger_nb.types import CallRecord
+
+    db = tmp_path / "u.sqlite"
+    log = UsageLog(str(db))
+    first = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    later = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    for when in (first, first, later):
+        log.record(CallRecord(time=when, source="magic", model="text-davinci-003", status="ok"))
+    log.close()
+    lines = demo.ledger_summary(db, since=later)
+    assert lines[0].startswith("Calls this run: 1 (1 ok)")
+    assert "2 calls from earlier demo runs" in lines[-1] and "all 3" in lines[-1]
+    assert not any("earlier" in line for line in demo.ledger_summary(db, since=first))
 
 
 def test_kernel_env_replaces_the_users_settings(monkeypatch, tmp_path):
@@ -164,6 +200,10 @@ def test_demo_lab_serves_the_notebooks_until_interrupted(tmp_path):
             seen.append(line)
             if ":" in line and line.split(":", 1)[0] in ("Emulator", "JupyterLab"):
                 urls[line.split(":", 1)[0]] = line.split(":", 1)[1].split()[0]
+        # Lab runs on a copy under --out, never on the installed originals.
+        workdir = out / "notebooks"
+        assert f"Notebooks:  {workdir}" in "".join(seen)
+        assert {p.name for p in workdir.glob("*.ipynb")} == set(examples.names())
         lab = urls["JupyterLab"]
         token = lab.split("token=")[1]
         root = lab.split("/lab?")[0]

@@ -1,4 +1,4 @@
-"""Every notebook in notebooks/ runs top to bottom in a fresh kernel against the emulator.
+"""Every bundled notebook (pienteger_nb/examples/) runs top to bottom in a fresh kernel against the emulator.
 
 One kernel per notebook (kernel start-up is the cost). The executed notebook is written to
 disk and read back, exported to HTML, and both are scanned for the key; the usage ledger the
@@ -18,14 +18,14 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 nbconvert = pytest.importorskip("nbconvert")
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "pienteger_nb" / "examples"
 ALL = ["quickstart.ipynb", "widgets.ipynb", "usage-analysis.ipynb", "batch.ipynb", "compare.ipynb"]
 
 pytestmark = pytest.mark.notebook
 
 
 def _run(name: str, tmp_path: Path, *, extra: str | None = None) -> tuple[Any, str, str]:
-    """Execute notebooks/NAME in a fresh kernel (environment: this process's, as the test set it).
+    """Execute pienteger_nb/examples/NAME in a fresh kernel (environment: this process's, as the test set it).
 
     ``extra`` is a last cell run in the same kernel and removed before saving (a test's probe).
     Returns the notebook as saved and read back, its file text and its HTML.
@@ -108,7 +108,12 @@ def test_quickstart_without_a_key_starts_the_emulator(tmp_path):
     _assert_only_tagged_errors(nb)
 
     streamed = _text(_cell(nb, "%%pienteger\n"))
-    assert streamed.strip()
+    assert streamed.strip() and "emulator" in streamed  # the usage line says where the prose came from
+    assert "unrelated to the prompt" in nb.cells[0].source
+    # The --stop example does what its text says, against the emulator too: a stop sequence ends it.
+    stopped = _cell(nb, "%%pienteger -m text-curie-001")
+    assert "--stop" in stopped.source and "stopped at max_tokens" not in _text(stopped)
+    assert "'stop'" in _text(_cell(nb, "one_sentence.finish_reason"))
     printed = _text(_cell(nb, "print(result.text"))
     assert "stop" in printed or "length" in printed
     dry = _text(_cell(nb, "%%pienteger --dry-run"))
@@ -124,6 +129,13 @@ def test_quickstart_without_a_key_starts_the_emulator(tmp_path):
     assert (ledger["status"].astype(str) == "ok").sum() == 4
 
 
+def test_widgets_notebook_without_a_key_starts_a_slow_emulator(tmp_path):
+    probe = ("ip = get_ipython()\nemu = ip.magics_manager.registry['PientegerMagics'].emulator\n"
+             "assert emu is not None and emu.tokens_per_second == 5, emu")
+    nb = _run("widgets.ipynb", tmp_path, extra=probe)[0]
+    _assert_only_tagged_errors(nb)
+
+
 def test_widgets_notebook(env_emulator, tmp_path):
     nb, text, html = _run("widgets.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
@@ -133,7 +145,7 @@ def test_widgets_notebook(env_emulator, tmp_path):
     ledger = _ledger()
     assert list(ledger["source"].astype(str)) == ["form"]
     assert list(ledger["status"].astype(str)) == ["ok"]
-    assert env_emulator.requests[-1].body["max_tokens"] == 40
+    assert env_emulator.requests[-1].body["max_tokens"] == 20
 
 
 def test_usage_analysis_notebook(env_emulator, tmp_path):

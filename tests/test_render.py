@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from typing import Any
@@ -223,6 +224,37 @@ def test_unknown_format_is_refused() -> None:
 
 
 def test_usage_line() -> None:
-    assert usage_line(make_completion()) == "text-davinci:003 · 5 → 7 tokens · unpriced · 0.42 s"
+    # The model asked for; the served "text-davinci:003" is the same model spelled otherwise.
+    assert usage_line(make_completion()) == "text-davinci-003 · 5 → 7 tokens · unpriced · 0.42 s"
+    other = dataclasses.replace(make_completion(), model="davinci-002-fallback")
+    assert usage_line(other).startswith("text-davinci-003 (served by davinci-002-fallback) · ")
+    assert usage_line(make_completion(), emulator=True).endswith(" · emulator")
     estimated = make_completion(usage=Usage(5, 7, 12, source="estimated"))
     assert usage_line(estimated).endswith("(estimated)")
+
+
+def test_a_stopped_markdown_stream_stays_markdown_with_the_mark_as_a_paragraph() -> None:
+    from pienteger_nb.notebook.render import DisplaySink, StreamView
+
+    class Recorder(DisplaySink):
+        def __init__(self) -> None:
+            super().__init__(markdown=True)
+            self.bundles: list[dict[str, Any]] = []
+
+        def _publish(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+            self.bundles.append(data)
+
+    sink = Recorder()
+    view = StreamView(sink=sink, clock=lambda: 0.0)
+    view.update("# Title\n\nSome **bold** text")
+    view.stop()
+    last = sink.bundles[-1]
+    assert last["text/markdown"] == "# Title\n\nSome **bold** text\n\n[stopped]"
+    assert last["text/plain"].endswith("\n[stopped]")
+    # A plain-text stream stops as plain text, as before.
+    plain = Recorder()
+    plain.markdown = False
+    view = StreamView(sink=plain, clock=lambda: 0.0)
+    view.update("partial")
+    view.stop()
+    assert "text/markdown" not in plain.bundles[-1]

@@ -98,13 +98,14 @@ def test_status_line_gives_the_figures(form: PromptForm) -> None:
     assert c is not None
     m = re.fullmatch(r"(\S+) · (\d+) → (\d+) tokens \((\w+)\) · ([\d.]+) s · finish: (\w+)", form.status_text)
     assert m, form.status_text
-    assert m.group(1) == c.model == "text-davinci:003"  # as the service answered
+    # The model asked for: the served "text-davinci:003" is the same model spelled otherwise.
+    assert m.group(1) == c.requested_model == "text-davinci-003" and c.model == "text-davinci:003"
     assert (int(m.group(2)), int(m.group(3))) == (c.usage.prompt_tokens, c.usage.completion_tokens)
     assert m.group(4) == c.usage.source == "reported"
     assert float(m.group(5)) == pytest.approx(c.latency_s, abs=0.01)
     assert m.group(6) == c.finish_reason
     entry = form.history[-1]
-    assert entry["status"] == "ok" and entry["model"] == c.model and entry["prompt"] == "Say this is a test"
+    assert entry["status"] == "ok" and entry["model"] == c.requested_model and entry["prompt"] == "Say this is a test"
     assert entry["completion_tokens"] == c.usage.completion_tokens
     assert "Say this is a test" in form.history_view.value
 
@@ -212,13 +213,13 @@ def test_stop_while_the_service_has_not_answered_frees_the_form_at_once(
     emulator.latency = 0
     second = form.submit()
     assert second is not None and form.wait(WAIT)
-    assert form.result is not None and form.status_text.startswith("text-davinci:003 · ")
+    assert form.result is not None and form.status_text.startswith("text-davinci-003 · ")
     # The first request, answered later, is closed unread by its own thread: recorded cancelled,
     # and the form (now showing the second result) is left alone.
     first.join(WAIT)
     assert not first.is_alive()
     assert sorted(r.status for r in _completion_calls(records)) == ["cancelled", "ok"]
-    assert form.status_text.startswith("text-davinci:003 · ") and form.history[-1]["status"] == "ok"
+    assert form.status_text.startswith("text-davinci-003 · ") and form.history[-1]["status"] == "ok"
 
 
 def test_api_error_shows_one_sentence_and_the_form_stays_usable(form: PromptForm, emulator: Any,
@@ -236,7 +237,7 @@ def test_api_error_shows_one_sentence_and_the_form_stays_usable(form: PromptForm
     assert _completion_calls(records)[-1].status == "error"
     form.submit()  # usable again
     assert form.wait(WAIT)
-    assert form.result is not None and form.status_text.startswith("text-davinci:003 · ")
+    assert form.result is not None and form.status_text.startswith("text-davinci-003 · ")
 
 
 def test_stream_broken_mid_way_keeps_text_and_says_so(form: PromptForm, emulator: Any) -> None:
@@ -477,7 +478,7 @@ def test_a_saved_notebook_holds_no_trace_of_the_key(env_emulator: Any, tmp_path:
     saved = nbformat.read(path, as_version=4)
     printed = ["".join(o.get("text", "") for o in c.outputs) for c in saved.cells[1:]]
     assert printed[0].startswith("Error: 401 unauthorized")
-    assert printed[1].startswith("text-davinci:003 · ")
+    assert printed[1].startswith("text-davinci-003 · ")
     states = saved.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert any("pienteger-status" in str(s["state"].get("value", "")) for s in states.values())
     assert TEST_KEY not in text and TEST_KEY[-12:] not in text

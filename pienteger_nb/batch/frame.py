@@ -124,7 +124,9 @@ def result_frame(labels: pd.Index, items: list[Any], rows: list[dict[str, Any] |
         statuses.append("skipped")
     frame["status"] = pd.Categorical(frame["status"], categories=statuses)
     frame["error"] = frame["error"].fillna("").astype(str)
-    return frame
+    from .table_html import mark  # the text columns readable in a notebook, not squeezed
+
+    return mark(frame)
 
 
 __all__ = ["COLUMNS", "a_type", "failed_row", "is_na", "ok_row", "prompts_of", "result_frame", "take_resumed"]

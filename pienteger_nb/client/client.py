@@ -226,8 +226,8 @@ class Client:
                 if secret:
                     where = where.replace(secret, config.mask(secret))
                 raise APIStatusError(
-                    f"the service redirected (HTTP {status}) to {where}; set PIENTEGER_BASE_URL to the "
-                    "final address (the key is never sent to a redirect)",
+                    f"the service redirected (HTTP {status}) to {where}",
+                    advice="set PIENTEGER_BASE_URL to the final address (the key is never sent to a redirect)",
                     status_code=status, request_id=call.request_id,
                 )
             try:
@@ -243,16 +243,15 @@ class Client:
             if wait is not None and wait > self.max_retry_wait:
                 raise self._too_long(err, wait)
             if attempt > self.max_retries:
-                if attempt > 1:
-                    err.message = f"{err.message} (after {attempt} attempts)"
+                if attempt > 1:  # advice, not message: the message stays the service's own words
+                    err.advice = f"{err.advice} (after {attempt} attempts)".lstrip()
                 raise err
             self._wait(wait if wait is not None else backoff(attempt), attempt, f"HTTP {status}")
 
     def _too_long(self, err: APIStatusError, wait: float) -> APIStatusError:
-        err.message = (
+        err.advice = (
             f"the service asks to wait {describe_wait(wait)} before retrying, more than "
-            f"max_retry_wait={self.max_retry_wait:g} s; wait and try again, or raise max_retry_wait "
-            f"({err.message})"
+            f"max_retry_wait={self.max_retry_wait:g} s; wait and try again, or raise max_retry_wait"
         )
         return err
 

@@ -123,7 +123,7 @@ def status_error(
     retry_after: float | None = None,
     secret: str | None = None,
 ) -> APIStatusError:
-    """The APIStatusError subclass for an error answer; its message says what to do."""
+    """The APIStatusError subclass for an error answer: the service's message verbatim, what to do in ``advice``."""
     error: dict[str, Any] = {}
     text = body.decode("utf-8", "replace").strip()
     if secret:  # never echo a key back, in any field, nor a piece of it cut off below
@@ -147,11 +147,6 @@ def status_error(
     code = error.get("code")
     param = error.get("param")
     hint = _hint(status, str(code) if code else None, path, retry_after, str(param) if param else None)
-    if hint:
-        if message.endswith("."):
-            message = f"{message} {hint[0].upper()}{hint[1:]}"
-        else:
-            message = f"{message}: {hint}"
     cls = status_error_class(status)
     return cls(
         message,
@@ -161,6 +156,7 @@ def status_error(
         type=str(error["type"]) if error.get("type") is not None else None,
         param=str(param) if param is not None else None,
         retry_after=retry_after,
+        advice=hint,
     )
 
 

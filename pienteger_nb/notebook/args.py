@@ -82,12 +82,20 @@ def fill_words(words: list[str], namespace: Any) -> list[str]:
     return [interpolate(w, namespace) for w in words]
 
 
+MAX_STOPS = 4  # the service takes one to four stop sequences
+
+
 def take_values(
     words: list[str], options: tuple[str, ...] = ("--stop", "--suffix")
 ) -> tuple[list[str], dict[str, list[str]]]:
-    """The words without ``--stop VALUE`` / ``--stop=VALUE`` (and ``--suffix``), and those
-    values by option. They are taken out before argparse, which reads a value that starts
-    with a dash (``---``, ``-x``) as an unknown option and ``--stop=--`` as an empty list."""
+    """The words without ``--stop VALUE ...`` / ``--stop=VALUE`` (and ``--suffix VALUE``), and
+    those values by option. They are taken out before argparse, which reads a value that starts
+    with a dash (``---``, ``-x``) as an unknown option and ``--stop=--`` as an empty list.
+
+    ``--stop`` takes one to four values after one flag (``--stop END STOP``) as well as repeated
+    flags; the first value may start with a dash, the further ones may not (a dash word there
+    is the next option: ``--stop END --stop -x`` sends both).
+    """
     rest: list[str] = []
     taken: dict[str, list[str]] = {}
     i = 0
@@ -97,7 +105,17 @@ def take_values(
             if not eq:
                 i += 1
                 value = words[i]
-            taken.setdefault(name, []).append(value)
+            values = [value]
+            if name == "--stop" and not eq:
+                while i + 1 < len(words) and not words[i + 1].startswith("-"):
+                    i += 1
+                    values.append(words[i])
+                if len(values) > MAX_STOPS:
+                    raise UsageError(
+                        f"--stop takes one to {MAX_STOPS} values (the service's limit), not {len(values)}: "
+                        f"drop some, e.g. --stop {' '.join(values[:2])}"
+                    )
+            taken.setdefault(name, []).extend(values)
         else:
             rest.append(words[i])
         i += 1
@@ -109,10 +127,27 @@ def unescape(text: str) -> str:
     return _ESCAPES.sub(lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
+_ARGPARSE_VALUE = re.compile(r"argument (?P<opt>\S+): invalid (?P<kind>float|int) value: (?P<value>'.*')")
+
+
+def option_error(message: str) -> str:
+    """argparse's wording in the one style every option and setting mistake shares:
+    ``bad option -t/--temperature: 'hot' is not a number``."""
+    found = _ARGPARSE_VALUE.fullmatch(message.strip())
+    if found:
+        kind = "a number" if found["kind"] == "float" else "a whole number"
+        return f"bad option {found['opt']}: {found['value']} is not {kind}"
+    if message.startswith("argument "):
+        return "bad option " + message[len("argument "):]
+    return message if message.startswith("bad ") else f"bad option: {message}"
+
+
 def parse_words(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
     """Parse words with a MagicArgumentParser (whose errors are UsageErrors), one line each."""
     try:
         return parser.parse_args(words)
+    except UsageError as exc:
+        raise UsageError(option_error(str(exc))) from None
     except SystemExit:  # argparse's own exit (e.g. -h): the help is already printed
         raise UsageError(f"see {parser.prog}? for the options") from None
 
@@ -193,6 +228,7 @@ def emulator_parser() -> argparse.ArgumentParser:
     parser.add_argument("action", choices=("start", "stop", "status"))
     parser.add_argument("--tokens-per-second", type=float, default=None)
     parser.add_argument("--latency", type=float, default=None)
+    parser.add_argument("--rpm", type=int, default=None)
     return parser
 
 
@@ -203,6 +239,7 @@ __all__ = [
     "check_workflow",
     "emulator_parser",
     "fill_words",
+    "option_error",
     "parse_words",
     "split_line",
     "take_values",

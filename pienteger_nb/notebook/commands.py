@@ -28,6 +28,7 @@ class PientegerMagics(Protocol):
     errors: Any
     jobs: Any
     _saved_settings: tuple[Any, Any] | None
+    listed_models: dict[str, list[str]]
 
     def client(self) -> Any: ...
 
@@ -75,6 +76,7 @@ def cmd_models(magics: PientegerMagics, words: list[str]) -> None:
         models = magics.client().models()
     except (PientegerError, ValueError) as exc:  # ValueError: settings a Client refuses
         raise magics.fail(exc, what="model list") from None
+    magics.listed_models[str(config.get("base_url"))] = [m.id for m in models]
     default = config.get("model")
     rows = [(m.id, m.owned_by, "default" if m.id == default else "") for m in models]
     _show(
@@ -101,8 +103,20 @@ def _setting(word: str) -> tuple[str, Any]:
 
             read_file(parsed)  # a bad file is refused now; the table in force stays
     except (ConfigurationError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"bad setting {name}: {exc}") from None
     return name, parsed
+
+
+def _warn_unlisted_model(magics: PientegerMagics, settings: list[tuple[str, Any]]) -> None:
+    """A model the service did not list is set all the same (lists lag), but said at once,
+    not at the next call's 404; only when the list is at hand (no call made here)."""
+    model = next((value for name, value in settings if name == "model" and value), None)
+    listed = magics.listed_models.get(str(config.get("base_url")))
+    if model is None or not listed or model in listed:
+        return
+    near = difflib.get_close_matches(str(model), listed, n=1)
+    hint = f"did you mean {near[0]}? " if near else ""
+    print(f"warning: model {model!r} is not in the service's list; {hint}%pienteger models lists them")
 
 
 def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
@@ -113,6 +127,7 @@ def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
             config.clear_kernel(name)
         else:
             config.set_kernel(name, value)
+    _warn_unlisted_model(magics, settings)
     rows = config.describe()
     if words:
         changed = {name for name, _ in settings}
@@ -157,6 +172,7 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
         line = describe(exc, what="check").replace("Pienteger check failed: ", "", 1)
         raise CellFailure("check FAILED: " + line) from None
     ms = (time.perf_counter() - start) * 1000
+    magics.listed_models[str(config.get("base_url"))] = [m.id for m in models]
     default = config.get("model")
     note = "" if any(m.id == default for m in models) else f"; note: default model {default} is not listed"
     print(
@@ -178,9 +194,16 @@ def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
         if len(summary) == 0:
             print("no calls recorded yet" + (f" since {args.since}" if args.since else ""))
             return
+        import shutil
+
+        import pandas as pd
         from IPython.display import display
 
-        display(summary)
+        # In a terminal pandas fits the columns to the width by hiding them ("[2 rows x 8
+        # columns]"): show them all, wrapped into blocks at the terminal's width instead.
+        width = shutil.get_terminal_size().columns
+        with pd.option_context("display.max_columns", None, "display.width", width):
+            display(summary)
         if args.plot:
             ledger.plot(since=args.since)
     except (ValueError, ImportError) as exc:  # a --since it cannot read; no matplotlib/pyarrow
@@ -236,7 +259,7 @@ def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
         return
     from ..emulator import Emulator
 
-    options = {"tokens_per_second": args.tokens_per_second, "latency": args.latency}
+    options = {"tokens_per_second": args.tokens_per_second, "latency": args.latency, "rpm": args.rpm}
     emu = Emulator(
         api_key="pk-emu-" + secrets.token_hex(16), **{k: v for k, v in options.items() if v is not None}
     )
@@ -251,6 +274,9 @@ def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
     config.set_kernel("base_url", emu.url)
     config.set_kernel_key(emu.api_key)
     print(f"emulator running at {emu.url}; this kernel now uses it. %pienteger emulator stop goes back.")
+    # Without this, a user takes the emulator's prose for what the model made of the prompt.
+    print("Its answers are public-domain prose unrelated to the prompt (same at temperature 0): "
+          "they show the plumbing, not a model.")
 
 
 def cmd_prices(magics: PientegerMagics, words: list[str]) -> None:

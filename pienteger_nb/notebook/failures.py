@@ -46,14 +46,24 @@ def _first_line(text: str, limit: int = 240) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def with_advice(message: str, advice: str) -> str:
+    """The service's message and the client's advice as one sentence, as the screen shows them."""
+    message, advice = message.strip(), advice.strip()
+    if not advice:
+        return message
+    if message.endswith("."):
+        return f"{message} {advice[0].upper()}{advice[1:]}"
+    return f"{message}: {advice}" if message else advice
+
+
 def describe(exc: BaseException, *, what: str = "completion") -> str:
     """One line for an error: what failed, the status, the request id, what to do."""
     if isinstance(exc, ConfigurationError):
         line = f"Pienteger configuration: {exc}"
     elif isinstance(exc, APIStatusError):
         rid = f", request id {exc.request_id}" if exc.request_id else ""
-        # The client's message already says what to do (httperrors._hint): say it once.
-        line = f"Pienteger {what} failed: HTTP {exc.status_code}{rid}: {_first_line(exc.message)}"
+        said = with_advice(exc.message, exc.advice)
+        line = f"Pienteger {what} failed: HTTP {exc.status_code}{rid}: {_first_line(said)}"
     elif isinstance(exc, APITimeoutError) and exc.message.startswith("could not connect"):
         line = (  # the connect timeout is not %pienteger config timeout: no advice to raise it
             f"Pienteger {what} failed: {_first_line(str(exc))}; %pienteger check tests both"

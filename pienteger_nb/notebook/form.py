@@ -20,6 +20,7 @@ from ..errors import PientegerError
 from ..types import Completion
 from .form_text import error_sentence, parse_stop, status_summary, unescape
 from .form_view import UPDATE_INTERVAL, FormView, _Painter, _start_timer
+from .render import shown_model
 
 HISTORY_LENGTH = 20
 # Seconds the model listing may take: the cell that makes the form waits for it (the client's
@@ -305,7 +306,7 @@ class PromptForm(FormView):
         completion_tokens = completion.usage.completion_tokens if completion else estimate_tokens(text)
         entry: dict[str, Any] = {
             "prompt": job.prompt if len(job.prompt) <= 200 else job.prompt[:199] + "…",
-            "model": completion.model if completion else job.model,
+            "model": shown_model(job.model, completion.model if completion else None),
             "status": status,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

@@ -12,6 +12,7 @@ from ..errors import (
     ConfigurationError,
     StreamError,
 )
+from .failures import with_advice
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", ",": ","}
 MAX_SENTENCE = 400
@@ -85,9 +86,8 @@ def error_sentence(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
     """One line that says what failed and what to do, e.g.
     ``Error: 401 unauthorized: bad key; check PIENTEGER_API_KEY ... (request req_1).``"""
     if isinstance(exc, APIStatusError):
-        message = (exc.message or "").strip().rstrip(".")
+        message = with_advice(exc.message or "", exc.advice).rstrip(".")
         head = f"{exc.status_code} {_phrase(exc.status_code)}"
-        # The client's message already says what to do (httperrors._hint): say it once.
         text = f"{head}: {message}" if message else head
         if exc.request_id:
             text += f" (request {exc.request_id})"

@@ -29,13 +29,14 @@ from .args import (
     check_output_name,
     check_workflow,
     fill_words,
+    option_error,
     parse_words,
     split_line,
     take_values,
 )
 from .background import JobBoard
 from .cells import CellErrors
-from .failures import CellFailure, CellInterrupted, describe
+from .failures import CellFailure, CellInterrupted, describe, scrub
 from .render import DisplaySink, StreamView, insertion, render_output, sink_for_shell, usage_bundle
 from .usage_line import LiveUsage
 
@@ -67,7 +68,9 @@ subcommands (line magic):
   %pienteger login                       ask for the key (hidden); kept in this kernel only
   %pienteger check                       one call that proves the key and URL work
   %pienteger form                        a widget form that streams into its output
-  %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed)
+  %pienteger emulator start|stop|status  a local emulator for this kernel (no key needed);
+      start [--latency S] [--tokens-per-second N] [--rpm N]: slow it down (e.g. 5 tokens
+      a second) to watch the stream and try Stop; its answers are unrelated public-domain prose
   %pienteger prices                      the prices in force (USD per 1K tokens)
   %pienteger budget [5 --per day | off]  show or set the spending limit
   %pienteger cache [clear]               stored answers, replays and what they saved; or empty it
@@ -82,6 +85,14 @@ workflow:
   %%pienteger -f code --insert         (the answer also lands in a new cell below)
   Prompts may quote cells: {In[3]}, {Out[3]}, {Err[3]} (the error of cell 3), {_}
 """
+
+
+def _on_loopback(client: Any) -> bool:
+    """Whether the client talks to a service on this machine: the bundled emulator, in practice
+    (``%pienteger emulator start``, ``pienteger-nb demo``), whose answers are unrelated prose."""
+    from urllib.parse import urlsplit
+
+    return config.is_loopback(urlsplit(str(getattr(client, "base_url", ""))).hostname)
 
 
 @magics_class
@@ -104,6 +115,7 @@ class PientegerMagics(Magics):
         self.emulator: Any = None
         self._saved_settings: tuple[Any, Any] | None = None
         self._cached: tuple[tuple[Any, ...], Any] | None = None
+        self.listed_models: dict[str, list[str]] = {}  # base URL -> model ids, once listed
         self.errors = CellErrors()
         self.jobs = JobBoard()
         if shell is not None:
@@ -159,7 +171,7 @@ class PientegerMagics(Magics):
         action="append",
         default=None,
         metavar="S",
-        help="stop sequence (repeatable; \\n is a newline)",
+        help="stop sequences, one to four: --stop A B or --stop A --stop B (\\n is a newline)",
     )
     @argument("--suffix", default=None, metavar="TEXT", help="text that comes after the completion")
     @argument("--echo", action="store_true", help="prepend the prompt to the text")
@@ -243,14 +255,18 @@ class PientegerMagics(Magics):
                     ) from None
                 StreamView(sink=sink_for_shell(self.shell)).finish(
                     *render_output(completion, fmt, params=params, started=started))
-        except (PientegerError, ValueError) as exc:
+        except PientegerError as exc:
             raise self.fail(exc) from None
+        except ValueError as exc:  # a value the client refuses: an option mistake, said as argparse's are
+            if config.get("debug"):
+                raise
+            raise UsageError(scrub(option_error(str(exc)))) from None
         if config.get("show_usage"):
             fallback = sink_for_shell(self.shell)
             if live is not None:
-                live.done(*usage_bundle(completion), fallback=fallback)
+                live.done(*usage_bundle(completion, emulator=_on_loopback(client)), fallback=fallback)
             else:
-                fallback.final(*usage_bundle(completion))
+                fallback.final(*usage_bundle(completion, emulator=_on_loopback(client)))
         if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = completion
         if args.insert and self.shell is not None:
@@ -348,8 +364,6 @@ class PientegerMagics(Magics):
 
     def _show_preview(self, preview: dict[str, Any], estimate: Estimate | None = None) -> None:
         import json
-
-        from .failures import scrub
 
         headers = "\n".join(f"{k}: {v}" for k, v in preview.get("headers", {}).items())
         body = json.dumps(preview.get("json"), indent=2, ensure_ascii=False)

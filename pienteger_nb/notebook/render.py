@@ -157,9 +157,13 @@ class StreamView:
         self.finished = True
 
     def stop(self, *, mark: str = STOPPED_MARK, metadata: dict[str, Any] | None = None) -> None:
-        """Keep the partial text on screen, marked (``[stopped]`` by default)."""
+        """Keep the partial text on screen, marked (``[stopped]`` by default), in the format it
+        streamed in: markdown that streamed as markdown stays rendered, the mark a paragraph of it."""
         sep = "" if not self.text or self.text.endswith("\n") else "\n"
-        self.finish({"text/plain": self.text + sep + mark}, metadata or {})
+        data: Bundle = {"text/plain": self.text + sep + mark}
+        if getattr(self.sink, "markdown", False):
+            data["text/markdown"] = (self.text.rstrip("\n") + "\n\n" + mark) if self.text else mark
+        self.finish(data, metadata or {})
 
     def _send_text(self, text: str) -> None:
         self.sink.stream(text)
@@ -329,27 +333,47 @@ def insertion(completion: Completion, fmt: str) -> str:
     return text
 
 
-def usage_line(completion: Completion) -> str:
-    """``text-davinci:003 · 5 → 7 tokens · $0.0003 · 0.42 s`` ("cached" for a replay, "unpriced"
-    for a model without a price), with ``(estimated)`` when we counted."""
+def _spelling(model: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", model.lower())
+
+
+def shown_model(asked: str | None, served: str | None) -> str:
+    """The model asked for, and the served one only when it differs in more than spelling.
+
+    The service answers ``text-davinci:003`` to a request for ``text-davinci-003``: the same
+    model, and showing both names (the usage line one, the form the other) looked like two.
+    """
+    asked, served = asked or served or "", served or ""
+    if served and _spelling(served) != _spelling(asked):
+        return f"{asked} (served by {served})"
+    return asked
+
+
+def usage_line(completion: Completion, *, emulator: bool = False) -> str:
+    """``text-davinci-003 · 5 → 7 tokens · $0.0003 · 0.42 s`` ("cached" for a replay, "unpriced"
+    for a model without a price), with ``(estimated)`` when we counted and ``· emulator`` when the
+    answer came from the bundled emulator (its text is unrelated prose)."""
     from .usage_line import call_cost, format_usd
 
     u = completion.usage
+    model = shown_model(completion.requested_model, completion.model)
     cost = "cached" if completion.cached else format_usd(call_cost(completion))
-    line = (f"{completion.model} · {u.prompt_tokens} → {u.completion_tokens} tokens · {cost} · "
-            f"{completion.latency_s:.2f} s")
+    line = f"{model} · {u.prompt_tokens} → {u.completion_tokens} tokens · {cost} · {completion.latency_s:.2f} s"
     if u.source == "estimated":
         line += " (estimated)"
     if completion.finish_reason == "length":
         line += " · stopped at max_tokens"
+    if emulator:
+        line += " · emulator"
     return line
 
 
-def usage_bundle(completion: Completion) -> tuple[Bundle, dict[str, Any]]:
+def usage_bundle(completion: Completion, *, emulator: bool = False) -> tuple[Bundle, dict[str, Any]]:
     """The usage line as a small grey display (plain text elsewhere)."""
     from .usage_line import bundle
 
-    return bundle(usage_line(completion), {"request_id": completion.request_id, "cached": completion.cached})
+    return bundle(usage_line(completion, emulator=emulator),
+                  {"request_id": completion.request_id, "cached": completion.cached})
 
 
 __all__ = [
@@ -362,6 +386,7 @@ __all__ = [
     "insertion",
     "provenance",
     "render_output",
+    "shown_model",
     "sink_for_shell",
     "strip_fences",
     "usage_bundle",

@@ -8,6 +8,7 @@ missing browser is a failure, so a broken install step cannot hide behind a gree
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,16 +67,15 @@ def lab_emulator(browser_ready: None) -> Iterator[Any]:
         yield emu
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory, lab_emulator: Any) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1:<free port>, isolated dirs, random token; stopped by PID."""
-    base = tmp_path_factory.mktemp("jlab")
+def _serve(kind: str, base: Path, lab_emulator: Any) -> Iterator[Lab]:
+    """A Jupyter front end (``lab``: JupyterLab 4, ``notebook7``: Notebook 7) on
+    127.0.0.1:<free port> with isolated dirs and a random token; stopped by PID."""
     root = base / "nbs"
     root.mkdir()
     home = base / "home"
     settings = home / "lab-settings"
     # No news toast over the page; every cell stays in the DOM; widget state is saved with the
-    # notebook (so a test can prove the key is not in it).
+    # notebook (so a test can prove the key is not in it). Notebook 7 reads the same settings.
     write_json(settings / "@jupyterlab/apputils-extension/notification.jupyterlab-settings",
                 {"fetchNews": "false", "checkForUpdates": False})
     write_json(settings / "@jupyterlab/notebook-extension/tracker.jupyterlab-settings",
@@ -95,14 +96,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory, lab_emulator: Any) -> Iterator
         PIENTEGER_USAGE_DB=str(usage_db),
     )
     port, token = free_port(), secrets.token_hex(16)
+    app = ["-m", "jupyterlab", "--LabApp.news_url=None"] if kind == "lab" else ["-m", "notebook"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "jupyterlab.log"  # kept for a failed run: kernels' stderr lands here
+    log_path = ARTIFACTS / f"{kind}.log" if kind != "lab" else ARTIFACTS / "jupyterlab.log"  # kernels' stderr too
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+            [sys.executable, *app, "--no-browser", "--allow-root",
              "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
              f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-             "--LabApp.news_url=None", "--expose-app-in-browser"],
+             "--expose-app-in-browser"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
@@ -116,9 +118,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, lab_emulator: Any) -> Iterator
                 except OSError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start; see {log_path}")
+                    raise RuntimeError(f"{kind} did not start; see {log_path}")
                 time.sleep(0.25)
-            yield Lab(url=url, token=token, root=root, emulator=lab_emulator, usage_db=usage_db)
+            yield Lab(url=url, token=token, root=root, emulator=lab_emulator, usage_db=usage_db, kind=kind)
         finally:
             proc.terminate()  # the server shuts its kernels down and exits
             try:
@@ -128,16 +130,43 @@ def lab(tmp_path_factory: pytest.TempPathFactory, lab_emulator: Any) -> Iterator
                 proc.wait()
 
 
-@pytest.fixture
-def lab_page(browser_ready: None, lab: Lab, request: pytest.FixtureRequest) -> Any:
-    """A Playwright page (pytest-playwright's), asked for only once the browser is known to exist."""
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory, lab_emulator: Any) -> Iterator[Lab]:
+    """JupyterLab 4, the emulator behind its kernels."""
+    yield from _serve("lab", tmp_path_factory.mktemp("jlab"), lab_emulator)
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory: pytest.TempPathFactory, lab_emulator: Any) -> Iterator[Lab]:
+    """Notebook 7 (``jupyter notebook``), the same emulator behind its kernels."""
+    if importlib.util.find_spec("notebook") is None:
+        reason = 'Notebook 7 is not installed; pip install -e ".[test]" installs it (the notebook package)'
+        if in_ci():
+            pytest.fail(f"CI=true but the Notebook 7 tests cannot run: {reason}", pytrace=False)
+        pytest.skip(reason)
+    yield from _serve("notebook7", tmp_path_factory.mktemp("nb7"), lab_emulator)
+
+
+def _page(front: Lab, request: pytest.FixtureRequest) -> Any:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=30_000)  # expect() has its own 5 s default
     page = request.getfixturevalue("page")
     page.set_default_timeout(60_000)
-    lab.emulator.reset()
-    lab.emulator.tokens_per_second = 30
+    front.emulator.reset()
+    front.emulator.tokens_per_second = 30
     return page
+
+
+@pytest.fixture
+def lab_page(browser_ready: None, lab: Lab, request: pytest.FixtureRequest) -> Any:
+    """A Playwright page (pytest-playwright's), asked for only once the browser is known to exist."""
+    return _page(lab, request)
+
+
+@pytest.fixture
+def notebook7_page(browser_ready: None, notebook7: Lab, request: pytest.FixtureRequest) -> Any:
+    """A Playwright page for the Notebook 7 tests."""
+    return _page(notebook7, request)
 
 

@@ -61,10 +61,17 @@ def write_json(path: Path, data: Any) -> None:
 
 
 class Lab:
-    """A running JupyterLab: its URL, token, notebook folder and the emulator behind it."""
+    """A running front end (``kind``: ``lab`` or ``notebook7``): its URL, token, notebook folder
+    and the emulator behind it."""
 
-    def __init__(self, *, url: str, token: str, root: Path, emulator: Any, usage_db: Path):
+    def __init__(self, *, url: str, token: str, root: Path, emulator: Any, usage_db: Path, kind: str = "lab"):
         self.url, self.token, self.root, self.emulator, self.usage_db = url, token, root, emulator, usage_db
+        self.kind = kind
+
+    @property
+    def prefix(self) -> str:
+        """Prefix for this front end's screenshots ("" for Lab, whose pictures the README shows)."""
+        return "" if self.kind == "lab" else f"{self.kind}_"
 
     def notebook(self, name: str, cells: list[str]) -> str:
         """Write a notebook of code cells; returns the URL that opens it."""
@@ -73,6 +80,8 @@ class Lab:
                                      "language": "python"}
         nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
         nbformat.write(nb, self.root / name)
+        if self.kind == "notebook7":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
         # ?reset discards a saved workspace layout; the token in the URL logs us in.
         return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
 
@@ -81,8 +90,29 @@ def open_notebook(page: Any, url: str) -> None:
     """Open a notebook and wait until its kernel is really connected and idle."""
     page.goto(url)
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+    if "/notebooks/" in url:  # Notebook 7 has no status bar: ask the app for its kernel's state
+        page.wait_for_function(
+            """() => {
+                const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+                const kernel = panel && panel.sessionContext && panel.sessionContext.session
+                    && panel.sessionContext.session.kernel;
+                return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+            }""",
+            timeout=90_000,
+        )
+        return
     # The toolbar's indicator says idle before any kernel exists; the status bar does not.
     page.get_by_text("Python 3 (ipykernel) | Idle", exact=True).wait_for(timeout=90_000)
+
+
+def hide_left_area(page: Any) -> None:
+    """Give the notebook the page's width (Lab's side bar; Notebook 7 has none to hide)."""
+    page.evaluate("""() => {
+        const c = window.jupyterapp.commands;
+        if (c.hasCommand('application:toggle-left-area') && c.isEnabled('application:toggle-left-area')) {
+            c.execute('application:toggle-left-area');
+        }
+    }""")
 
 
 def run_all(page: Any) -> None:

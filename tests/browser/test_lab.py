@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .labtools import BROWSER_KEY, Lab, open_notebook, run_all, save_artifact
+from .labtools import BROWSER_KEY, Lab, hide_left_area, open_notebook, run_all, save_artifact
 
 pytestmark = pytest.mark.browser
 
@@ -54,14 +54,15 @@ def test_magic_streams_while_the_cell_runs(lab: Lab, lab_page: Any) -> None:
     )
     early = out.first.inner_text().strip()
     assert early, "streamed text should be visible while the cell runs"
-    save_artifact(page, "streaming_midway.png")
+    save_artifact(page, lab.prefix + "streaming_midway.png")
     expect(prompt).to_have_text("[2]:")
     final = cell.locator(".jp-Cell-outputArea").inner_text()
     assert len(final.strip()) > len(early), "the text should have grown after the first update"
     assert "Traceback" not in final
-    page.evaluate("jupyterapp.commands.execute('application:toggle-left-area')")
+    hide_left_area(page)
     cells = page.locator(CELLS)
-    save_artifact(page, "streaming.png", docs="streaming.png", region=[cells.nth(0), cells.nth(1)])
+    save_artifact(page, lab.prefix + "streaming.png", docs="streaming.png" if lab.kind == "lab" else None,
+                  region=[cells.nth(0), cells.nth(1)])
 
 
 def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
@@ -109,9 +110,9 @@ def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
     submit.click()
     expect(status).to_contain_text(re.compile(r"\d+ → \d+ tokens \((reported|estimated)\) · [\d.]+ s · finish: "))
     expect(out.first).not_to_be_empty()
-    page.evaluate("jupyterapp.commands.execute('application:toggle-left-area')")  # the form at full width
+    hide_left_area(page)  # the form at full width
     form.scroll_into_view_if_needed()
-    save_artifact(page, "form.png", docs="form.png", region=[cell])
+    save_artifact(page, lab.prefix + "form.png", docs="form.png" if lab.kind == "lab" else None, region=[cell])
 
     # An API error shows as one sentence in the status line; the form stays usable.
     lab.emulator.queue_fault("status", status=401)
@@ -119,7 +120,7 @@ def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
     expect(status).to_contain_text("Error: 401")
     assert "\n" not in status.inner_text().strip()
     expect(submit).to_be_enabled()
-    save_artifact(page, "form_error.png", region=[form])
+    save_artifact(page, lab.prefix + "form_error.png", region=[form])
 
     # Saved with its widget state (saveState is on), the notebook holds no trace of the key.
     page.evaluate("jupyterapp.commands.execute('docmanager:save')")
