@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..types import CallRecord, Choice, Completion, Usage
+from .redact import NO_KEY, Redactor
 
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 
@@ -37,6 +38,8 @@ class CallState:
     http_status: int | None = None
     request_id: str | None = None
     ratelimit: dict[str, int] = field(default_factory=dict)
+    redact: Redactor = NO_KEY  # masks the key out of the recorded error, whatever raised it
+    deadline: float | None = None  # on the client's clock, when Client(deadline=...) is set
 
     def record(
         self,
@@ -56,7 +59,7 @@ class CallState:
             model=self.model,
             status=status,  # type: ignore[arg-type]
             endpoint=self.endpoint,
-            error=f"{type(error).__name__}: {error}" if error is not None else "",
+            error=self.redact(f"{type(error).__name__}: {error}") if error is not None else "",
             http_status=self.http_status,
             stream=self.stream,
             prompt_tokens=usage.prompt_tokens if usage else None,
