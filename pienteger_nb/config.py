@@ -272,7 +272,7 @@ def is_loopback(host: str | None) -> bool:
 # What we accept in a base URL: a strict subset of RFC 3986, so that every HTTP stack reads the
 # same host out of it (a `\\`, a space or a stray `@` in the authority is read differently by
 # different parsers: the loopback check must see the host the request really goes to).
-_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)\Z", re.S)
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)\Z", re.DOTALL)
 _AUTHORITY = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>[0-9]{1,5}))?\Z")
 _PATH = re.compile(r"(?:/[A-Za-z0-9\-._~%!$&'()*+,;=:@]*)*/?\Z")
 _URL_HELP = f"set PIENTEGER_BASE_URL to e.g. {DEFAULT_BASE_URL}"

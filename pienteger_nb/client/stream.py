@@ -32,9 +32,9 @@ import requests
 
 from ..errors import APIConnectionError, APITimeoutError, PientegerError, StreamError
 from ..types import CallRecord, Chunk, Completion
+from .body import describe_size
 from .choices import Choices
 from .httperrors import map_exception
-from .body import describe_size
 from .redact import NO_KEY, Redactor
 from .results import CallState, estimated_usage, record_text
 from .sse import EventTooLarge, SSEDecoder
