@@ -12,13 +12,12 @@ import logging
 import random
 import socket
 import string
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import TEST_KEY
+from scripted import http, scripted_fixture  # noqa: F401 - the "scripted" fixture
 
 from pienteger_nb import Client, config, usage
 from pienteger_nb.errors import ConfigurationError, PientegerError
@@ -26,57 +25,6 @@ from pienteger_nb.errors import ConfigurationError, PientegerError
 # Every printable ASCII character (a key with others is refused before sending), the ones that
 # JSON, HTML and URLs escape first.
 ALPHABET = string.ascii_letters + string.digits + string.punctuation
-
-
-class ScriptedServer:
-    """A loopback HTTP server that answers each connection with the next of ``answers`` (bytes,
-    sent whole, then the connection closed) and keeps every request it read."""
-
-    def __init__(self, answers: list[bytes]):
-        self.answers = list(answers)
-        self.received: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/oaiv1"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        for answer in self.answers:
-            conn, _ = self.listener.accept()
-            with conn:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    request += conn.recv(65536)
-                head, _, body = request.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                while len(body) < length:
-                    body += conn.recv(65536)
-                self.received.append(head + b"\r\n\r\n" + body)
-                conn.sendall(answer)
-
-    def close(self) -> None:
-        self.thread.join(10)
-        self.listener.close()
-
-
-@pytest.fixture
-def scripted() -> Iterator[Callable[[list[bytes]], ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-
-    def start(answers: list[bytes]) -> ScriptedServer:
-        servers.append(ScriptedServer(answers))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-def http(status: str, body: bytes, *, ctype: str = "application/json", headers: dict[str, str] | None = None) -> bytes:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    return (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{extra}"
-            "Connection: close\r\n\r\n").encode() + body
 
 
 def sse_body(events: list[str]) -> bytes:
