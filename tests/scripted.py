@@ -23,7 +23,10 @@ class ScriptedServer:
 
     def _serve(self) -> None:
         for answer in self.answers:
-            conn, _ = self.listener.accept()
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed before every answer was asked for
+                return
             with conn:
                 request = b""
                 while b"\r\n\r\n" not in request:
@@ -37,8 +40,13 @@ class ScriptedServer:
                 conn.sendall(answer)
 
     def close(self) -> None:
-        self.thread.join(10)
+        """Stop (answers not asked for by now never will be) and join."""
+        try:  # wakes an accept() blocked in the server thread (close() alone does not, on Linux)
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
+        self.thread.join(10)
 
 
 @pytest.fixture(name="scripted")
