@@ -38,6 +38,7 @@ from .httperrors import map_exception
 from .redact import NO_KEY, Redactor
 from .results import CallState, estimated_usage, record_text
 from .sse import EventTooLarge, SSEDecoder
+from .transport import drain
 
 _READ_SIZE = 65536
 # A StreamError's advice to Python callers (the magics and the form say it their own way).
@@ -168,9 +169,12 @@ class Stream:
         clock = self._clock
         # The read timeout counts between events that carry data: a server that sends only
         # keep-alive comments, or a byte now and then, never trips the socket's own timeout.
+        # The clock is read only for reads that complete no event, and for every read when a
+        # deadline is set: the common stream pays one truth test per read.
         idle = self._timeout if self._timeout is not None else math.inf
         deadline = self._call.deadline if self._call.deadline is not None else math.inf
-        last_data = clock()
+        timed = self._call.deadline is not None
+        quiet_since: float | None = None
         try:
             # Two copies of the loop so the common (text) one does no per-event mode test.
             # While suspended at a yield, _reading is False: a close() then records at once (the
@@ -178,11 +182,16 @@ class Stream:
             if chunks:
                 for piece in source:
                     events = feed(piece)
-                    now = clock()
                     if events:
-                        last_data = now
-                    if now - last_data > idle or now > deadline:
-                        self._raise_stalled(now > deadline)
+                        quiet_since = None
+                        if timed and clock() > deadline:
+                            self._raise_stalled(True)
+                    else:
+                        now = clock()
+                        if quiet_since is None:
+                            quiet_since = now
+                        if now - quiet_since > idle or now > deadline:
+                            self._raise_stalled(now > deadline)
                     for data in events:
                         if data == "[DONE]":
                             done = True
@@ -199,11 +208,16 @@ class Stream:
             else:
                 for piece in source:
                     events = feed(piece)
-                    now = clock()
                     if events:
-                        last_data = now
-                    if now - last_data > idle or now > deadline:
-                        self._raise_stalled(now > deadline)
+                        quiet_since = None
+                        if timed and clock() > deadline:
+                            self._raise_stalled(True)
+                    else:
+                        now = clock()
+                        if quiet_since is None:
+                            quiet_since = now
+                        if now - quiet_since > idle or now > deadline:
+                            self._raise_stalled(now > deadline)
                     for data in events:
                         if data == "[DONE]":
                             done = True
@@ -231,7 +245,7 @@ class Stream:
                     self._reading = True
             if done:  # even if close() raced with the last event: it did finish
                 self._end("ok")
-                _drain(self._response, source)
+                drain(self._response, source)
             elif self._cancelled:
                 self._end("cancelled")
             else:
@@ -395,33 +409,6 @@ class Stream:
                 latency_s=latency,
             )
         )
-
-
-def _drain(response: requests.Response, source: Iterator[bytes], limit: int = 65536) -> None:
-    """Read the few bytes after ``[DONE]`` (the chunked body's terminator), so the connection
-    goes back to the pool instead of being closed: the next stream skips a TCP (and TLS) handshake.
-
-    Only bytes that have already arrived: the socket is non-blocking meanwhile, because a server
-    may hold the body open after ``[DONE]`` and the caller must not wait for it. A read that would
-    wait fails, and so does anything past ``limit``; the connection is then closed, not pooled."""
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
-    if sock is None:
-        return
-    try:
-        timeout = sock.gettimeout()
-        sock.settimeout(0)
-    except Exception:  # noqa: BLE001 - a socket-like object that cannot: just do not drain
-        return
-    seen = 0
-    try:
-        with contextlib.suppress(Exception):
-            for piece in source:
-                seen += len(piece)
-                if seen > limit:
-                    break
-    finally:
-        with contextlib.suppress(Exception):
-            sock.settimeout(timeout)
 
 
 __all__ = ["Stream"]
