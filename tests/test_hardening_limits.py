@@ -97,6 +97,46 @@ def test_memory_stays_bounded_while_refusing_a_huge_body(head, filler, stream, e
     assert float(result["peak_mb"]) < 120, result
 
 
+_BOMB = textwrap.dedent('''
+    import json, socket, threading, zlib
+    import pienteger_nb.client.body as body
+    from pienteger_nb import Client
+    body.MAX_ANSWER_BYTES = 16 << 20
+    packer, zeros = zlib.compressobj(1, zlib.DEFLATED, 31), b"\\0" * (1 << 20)
+    packed = b"".join(packer.compress(zeros) for _ in range(256)) + packer.flush()  # 256 MiB, gzipped
+    del zeros
+    listener = socket.create_server(("127.0.0.1", 0))
+    def serve():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Encoding: gzip\\r\\n"
+                         b"Content-Length: %d\\r\\n\\r\\n" % len(packed) + packed)
+        except OSError:
+            pass
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    client = Client(api_key="pk-mem-0123456789abcdef", base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+                    max_retries=0, on_call=False)
+    try:
+        client.complete("x")
+        outcome = "no error"
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"outcome": outcome, "peak_mb": hwm / 1024}))
+''')
+
+
+def test_a_gzip_bomb_is_refused_by_its_decoded_size() -> None:
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "PIENTEGER_USAGE_DB": ":memory:"}
+    done = subprocess.run([sys.executable, "-c", _BOMB], capture_output=True, text=True, timeout=120, env=env,
+                          check=True)
+    result = json.loads(done.stdout)
+    assert str(result["outcome"]).startswith("APIConnectionError:") and "16 MiB" in str(result["outcome"])
+    assert float(result["peak_mb"]) < 120, result
+
+
 class Clock:
     """A clock that moves ``step`` seconds every time it is read."""
 
