@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -360,13 +359,24 @@ def check_key_transport(url: str, proxy: str | None = None) -> None:
             f"refusing to send the API key over plain http to {parts.host}; use https "
             "(plain http is allowed only to localhost and loopback addresses, e.g. the bundled emulator)"
         )
-    # A plain-http request goes to its proxy whole, X-Api-Key included.
-    proxy_host = urlsplit(proxy if "://" in (proxy or "") else f"http://{proxy}").hostname if proxy else None
+    # A plain-http request goes to its proxy whole, X-Api-Key included. The proxy's host is read
+    # by urllib3's own parser, the one that connects to it.
+    proxy_host = _proxy_host(proxy) if proxy else None
     if proxy and not is_loopback(proxy_host):
         raise ConfigurationError(
             f"refusing to send the API key over plain http through the proxy {proxy_host}; add "
             f"{parts.host} to NO_PROXY (or use https)"
         )
+
+
+def _proxy_host(proxy: str) -> str | None:
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    try:
+        return parse_url(proxy if "://" in proxy else f"http://{proxy}").host
+    except (LocationParseError, ValueError):
+        return None
 
 
 def check_key_chars(key: Secret) -> None:

@@ -177,3 +177,14 @@ def test_debug_verbose_traceback_never_shows_the_key(ip: Any, monkeypatch) -> No
             assert_nowhere(TEST_KEY, text)
     finally:
         ip.run_cell("%xmode Context", silent=True)
+
+
+def test_a_proxy_read_differently_never_carries_the_key(emulator, monkeypatch) -> None:
+    # urlsplit reads the host after the "@" (loopback); urllib3, which connects, reads evil.example.
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://evil.example\\@127.0.0.1:3128")
+    with pytest.raises(ConfigurationError) as info:
+        Client(api_key=TEST_KEY, base_url=emulator.url, max_retries=0).complete("x")
+    assert "proxy evil.example" in str(info.value) and "NO_PROXY" in str(info.value)
+    assert emulator.requests == []
