@@ -76,8 +76,10 @@ def test_keys_echoed_in_every_encoding_appear_nowhere(scripted, tmp_path, capsys
     calls = 0
     for key in keys(8, seed=12):
         answers: list[bytes] = []
+        streamed: set[int] = set()
         for literal in encodings(key, rng).values():
             error = f'{{"error": {{"message": {literal}, "type": {literal}, "code": {literal}, "param": {literal}}}}}'
+            streamed.add(len(answers) + 2)
             answers += [
                 http("400 Bad Request", error.encode(), headers={"x-request-id": key}),
                 http("200 OK", error.encode(), headers={"x-request-id": key}),
@@ -89,17 +91,22 @@ def test_keys_echoed_in_every_encoding_appear_nowhere(scripted, tmp_path, capsys
                  ctype="text/html"),
             http("500 Oops", f"upstream said {key}{key}".encode(), ctype="text/plain"),
             http("307 Temporary Redirect", b"", headers={"Location": f"https://evil.example/?k={key}"}),
-            http("200 OK", b'{"choices": [{"text": "fine", "index": 0}]}', headers={"x-request-id": key}),
+            http("200 OK", json.dumps({"id": key, "model": key, "choices": [{"text": "fine", "index": 0,
+                 "finish_reason": key}]}).encode(), headers={"x-request-id": key}),
         ]
+        echoed = {"id": key, "model": key, "choices": [{"text": "ok", "index": 0, "finish_reason": key}]}
+        streamed.add(len(answers))
+        answers.append(http("200 OK", sse_body([json.dumps(echoed), "[DONE]"]), ctype="text/event-stream",
+                            headers={"x-request-id": key}))
         server = scripted(answers)
         client = Client(api_key=key, base_url=server.url, max_retries=0)
         shown: list[str] = []
         for i in range(len(answers)):
             calls += 1
             try:
-                if i % 3 == 2 and i < len(answers) - 4:
+                if i in streamed:
                     with client.stream("x") as s:
-                        shown.append("".join(s))
+                        shown += ["".join(s), repr(s.completion), repr(s)]
                 else:
                     done = client.complete("x")
                     shown += [repr(done), str(done.request_id)]
@@ -114,7 +121,7 @@ def test_keys_echoed_in_every_encoding_appear_nowhere(scripted, tmp_path, capsys
         assert any("****" in text for text in shown)
     frame = usage()
     assert len(frame) == calls  # one row per call, none lost to masking
-    assert (frame["status"] == "ok").sum() == 9
+    assert (frame["status"] == "ok").sum() == 18
 
 
 @pytest.mark.parametrize("url", [

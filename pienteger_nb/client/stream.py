@@ -386,9 +386,9 @@ class Stream:
         usage = choices.usage or estimated_usage(self._call.prompt, list(texts.values()))
         if status == "ok":
             self.completion = Completion(
-                id=choices.id,
-                model=choices.model or self._call.model,
-                choices=choices.as_choices(texts),
+                id=self._redact(choices.id),
+                model=self._redact(choices.model or self._call.model),
+                choices=choices.as_choices(texts, self._redact),
                 usage=usage,
                 created=choices.created,
                 request_id=self.request_id,
