@@ -197,8 +197,9 @@ class Client:
                     continue
                 if attempt > 1:
                     err.message = f"{err.message} (after {attempt} attempts)"
-                # Raised here, outside the except block, with no cause: the requests exception's
-                # frames hold the request's headers (the key), and a verbose traceback shows them.
+                # Raised here, outside the except block, its cause a frameless copy: the requests
+                # exception's frames hold the request's headers (the key), and a verbose traceback
+                # shows frames' variables.
                 raise err
             assert resp is not None
             status = resp.status_code
