@@ -68,6 +68,41 @@ class BatchInterruptedWarning(UserWarning):
     """A batch was interrupted; the message says how to resume it."""
 
 
+class _Stop(Exception):
+    """The service asked for a wait past the client's ``max_retry_wait``: the batch stops at once
+    (its row failed with the 429) instead of pausing every worker; ``resume=`` continues later."""
+
+    def __init__(self, row: dict[str, Any], error: RateLimitError, cap: float):
+        super().__init__(str(error))
+        self.row, self.error, self.cap = row, error, cap
+
+    def line(self, ok: int, total: int) -> str:
+        from ..client.retry import describe_wait
+
+        asked = describe_wait(self.error.retry_after or 0.0)
+        return (
+            f"batch stopped: the service asked to wait {asked} (HTTP 429), more than max_retry_wait="
+            f"{self.cap:g} s; {ok} of {total} rows ok. Resume later with complete_many(prompts, resume=df) "
+            "(or df.pienteger.complete(..., resume=True)) to do only the rows that are not ok."
+        )
+
+
+class _CappedPacer:
+    """The shared limiter, except that a 429 asking for longer than the client will wait does not
+    pause the other workers (the batch stops instead, see ``_Stop``)."""
+
+    def __init__(self, limiter: RateLimiter, cap: float):
+        self.limiter, self.cap = limiter, cap
+
+    def acquire(self) -> None:
+        self.limiter.acquire()
+
+    def observe(self, status_code: int | None, retry_after: float | None, ratelimit: dict[str, int]) -> None:
+        if status_code == 429 and retry_after is not None and retry_after > self.cap:
+            status_code, retry_after = None, None
+        self.limiter.observe(status_code, retry_after, ratelimit)
+
+
 def complete_many(
     prompts: Iterable[Any] | None,
     *,
@@ -214,7 +249,8 @@ class _Run:
         self.item_params = item_params
         self.fatal = fatal
         self.client = client.with_options(
-            source=source, pacer=limiter, sleep=limiter.sleep, on_call=_in_this_cell(client)
+            source=source, pacer=_CappedPacer(limiter, client.max_retry_wait), sleep=limiter.sleep,
+            on_call=_in_this_cell(client),
         )
         self.items, self.rows, self.model, self.params = items, rows, model, params
         self.stream = _streams(params)
@@ -234,12 +270,13 @@ class _Run:
         expected = len(self.todo)
         done, errors, interrupted = done_before, 0, False
         fatal: BaseException | None = None
+        stopped: _Stop | None = None
         received = 0
         try:
             for thread in self.threads:
                 thread.start()
             display.update(done, errors)
-            while received < expected and fatal is None:
+            while received < expected and fatal is None and stopped is None:
                 try:
                     arrived = [self.results.get(timeout=_POLL)]
                 except queue.Empty:
@@ -254,12 +291,15 @@ class _Run:
                 # Store every finished row before calling hooks, so an interrupt raised by one
                 # loses none of the others.
                 for pos, row, exc in arrived:
-                    if exc is not None:
+                    if isinstance(exc, _Stop):
+                        self.rows[pos] = row
+                        stopped = stopped or exc
+                    elif exc is not None:
                         fatal = exc
                     else:
                         self.rows[pos] = row
                 for pos, row, exc in arrived:
-                    if exc is not None:
+                    if exc is not None and not isinstance(exc, _Stop):
                         break
                     received += 1
                     done += 1
@@ -267,7 +307,7 @@ class _Run:
                     display.update(done, errors)
                     if on_row is not None:
                         on_row(pos, dict(row))
-                if received < expected and fatal is None:
+                if received < expected and fatal is None and stopped is None:
                     time.sleep(_GATHER)  # let rows gather: fewer wake-ups taking the GIL from workers
         except KeyboardInterrupt:
             interrupted = True
@@ -284,10 +324,12 @@ class _Run:
             statuses = collections.Counter(r["status"] for r in self.rows if r is not None)
             ok = statuses["ok"]
             display.update(ok + statuses["error"], statuses["error"])
-            display.close(note="interrupted" if interrupted else ("stopped" if fatal else ""))
+            display.close(note="interrupted" if interrupted else ("stopped" if fatal or stopped else ""))
         if fatal is not None:
             raise fatal
-        if self.budget_stop is not None and not interrupted:
+        if stopped is not None and not interrupted:
+            warnings.warn(stopped.line(ok, len(self.rows)), BatchInterruptedWarning, stacklevel=_caller_level())
+        elif self.budget_stop is not None and not interrupted:
             skipped = sum(1 for r in self.rows if r is not None and r["status"] == "skipped")
             warnings.warn(
                 f"batch stopped by the budget: {skipped} of {len(self.rows)} rows skipped. Resume with "
@@ -342,6 +384,9 @@ class _Run:
             except _Fatal as fatal:
                 self.results.put((pos, {}, fatal.error))
                 return
+            except _Stop as stop:
+                self.results.put((pos, stop.row, stop))
+                return
             except Exception as exc:  # noqa: BLE001  (anything unforeseen fails this row, never the batch)
                 row = failed_row("error", f"{type(exc).__name__}: {exc}")
             except BaseException:  # noqa: BLE001  (Cancelled outside a call, or the interpreter leaving)
@@ -364,12 +409,16 @@ class _Run:
         except (PientegerError, ValueError, TypeError) as exc:
             if _is_fatal(exc, self.fatal):
                 raise _Fatal(exc) from exc
-            return failed_row(
+            row = failed_row(
                 "error",
                 f"{type(exc).__name__}: {exc}",
                 latency=time.perf_counter() - start,
                 request_id=getattr(exc, "request_id", None),
             )
+            cap = self.client.max_retry_wait
+            if isinstance(exc, RateLimitError) and exc.retry_after is not None and exc.retry_after > cap:
+                raise _Stop(row, exc, cap) from None
+            return row
         if completion is None:
             return failed_row("cancelled", "cancelled", latency=time.perf_counter() - start)
         return ok_row(completion)

@@ -7,7 +7,7 @@ time into blocks, rather than one str object (~50 bytes) per token.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..types import Choice, Chunk, Usage
@@ -93,9 +93,11 @@ class Choices:
         if obj.get("usage"):
             yield Chunk(usage=usage_from(obj["usage"]), id=self.id, model=self.model, created=self.created)
 
-    def as_choices(self, texts: dict[int, str]) -> tuple[Choice, ...]:
+    def as_choices(self, texts: dict[int, str], redact: Callable[[str], str] | None = None) -> tuple[Choice, ...]:
+        """The choices, ``finish_reason`` passed through ``redact`` (a service may echo anything)."""
+        finish = {i: redact(f) if redact and isinstance(f, str) else f for i, f in self.finish.items()}
         return tuple(
-            Choice(text=t, index=i, finish_reason=self.finish.get(i), logprobs=self.logprobs.get(i))
+            Choice(text=t, index=i, finish_reason=finish.get(i), logprobs=self.logprobs.get(i))
             for i, t in texts.items()
         )
 

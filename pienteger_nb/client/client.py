@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import weakref
@@ -28,14 +29,16 @@ from typing import Any, Literal, Self
 import requests
 
 from .. import config
-from ..errors import APIConnectionError, APIStatusError, ConfigurationError
+from ..errors import APIConnectionError, APIStatusError, APITimeoutError, ConfigurationError, PientegerError
 from ..recorder import Recorder, default_recorder, set_default_recorder
 from ..replay import CacheSetting, ReplayStore, default_replay, key_for, parse_cache_setting
 from ..spend import SpendPolicy, default_spend
 from ..types import CallRecord, Completion, Estimate, Model
+from .body import read_answer, read_error_body
 from .estimate import estimate_body
-from .httperrors import map_exception, status_error
+from .httperrors import frameless_cause, map_exception, status_error
 from .params import build_body
+from .redact import Redactor
 from .replayed import ReplayStream, replayed_completion, replayed_record
 from .results import CallState, completion_from, record_text
 from .retry import Pacer, backoff, describe_wait, is_retryable_status, ratelimit_from, retry_after
@@ -67,15 +70,17 @@ class Client:
         spend: SpendPolicy | None = None,
         cache: CacheSetting | str | None = None,
         replay: ReplayStore | None = None,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._key, _ = config.api_key(api_key)
+        self._redact = Redactor(self._key)
         self.base_url: str = config.check_base_url(config.get("base_url", base_url))
         self.default_model: str = config.get("model")
-        self.timeout = float(config.get("timeout", timeout))
-        self.connect_timeout = float(connect_timeout)
+        self.timeout = _seconds("timeout", config.get("timeout", timeout))
+        self.connect_timeout = _seconds("connect_timeout", connect_timeout)
+        self.deadline = None if deadline is None else _seconds("deadline", deadline)
         self.max_retries = int(config.get("max_retries", max_retries))
-        if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("timeout and connect_timeout must be > 0 seconds")
         if self.max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         self.source = source
@@ -88,6 +93,7 @@ class Client:
         self.cache: CacheSetting = parse_cache_setting(config.get("cache", cache))
         self.replay = replay  # None: the package's store (the ledger's), read at each call
         self._sleep = sleep
+        self._clock = clock
         self._local = threading.local()
         # Weak: a thread that ends drops its session (closed when collected), so a client
         # shared with short-lived threads (a form's worker per Submit) does not pile up sockets.
@@ -125,7 +131,7 @@ class Client:
             "connect_timeout": self.connect_timeout, "max_retries": self.max_retries, "source": self.source,
             "on_call": self.on_call, "include_usage": self.include_usage, "sleep": self._sleep,
             "pacer": self.pacer, "max_retry_wait": self.max_retry_wait, "spend": self.spend,
-            "cache": self.cache, "replay": self.replay,
+            "cache": self.cache, "replay": self.replay, "deadline": self.deadline, "clock": self._clock,
         }
         unknown = set(options) - set(current)
         if unknown:
@@ -167,12 +173,15 @@ class Client:
         else:
             key = self._ready()
             shown = key.masked if masked else key.get()
-        return {
+        headers = {
             "X-Api-Key": shown,
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
             "User-Agent": user_agent(),
         }
+        if stream:  # a compressed stream cannot be decoded as it arrives when it is not chunked
+            headers["Accept-Encoding"] = "identity"
+        return headers
 
     # -- the request loop -----------------------------------------------------------------
     def _request(
@@ -183,35 +192,31 @@ class Client:
         url = self.base_url + path
         data = json.dumps(body).encode() if body is not None else None
         session = self._session()
-        secret = self._key.get() if self._key else None
+        redact = self._redact
         while True:
             call.attempts += 1
             attempt = call.attempts
             if self.pacer is not None:
                 self.pacer.acquire()
-            try:
-                # stream=True always: the body is read by us, so a failure while reading a
-                # successful body is never retried (the service may have done the work).
-                # No redirects: requests would resend X-Api-Key to wherever a redirect points.
-                resp = session.request(
-                    method, url, data=data, headers=headers, stream=True, allow_redirects=False,
-                    timeout=(self.connect_timeout, self.timeout),
-                )
-            except requests.RequestException as exc:
-                err = map_exception(exc, timeout=self.timeout)
+            resp, err = self._send(session, method, url, data, headers, call)
+            if err is not None:
                 log.debug("%s %s failed: %s (attempt %d)", method, url, type(err).__name__, attempt)
                 if self.pacer is not None:
                     self.pacer.observe(None, None, {})
                 if isinstance(err, APIConnectionError) and attempt <= self.max_retries:
-                    self._wait(backoff(attempt), attempt, type(err).__name__)
+                    self._wait(backoff(attempt), attempt, type(err).__name__, call)
                     continue
                 if attempt > 1:
                     err.message = f"{err.message} (after {attempt} attempts)"
-                # InvalidHeader's message quotes the header's value: it must not ride along as the cause.
-                raise err from (None if isinstance(exc, requests.exceptions.InvalidHeader) else exc)
+                # Raised here, outside the except block, its cause a frameless copy: the requests
+                # exception's frames hold the request's headers (the key), and a verbose traceback
+                # shows frames' variables.
+                raise err
+            assert resp is not None
             status = resp.status_code
             call.http_status = status
-            call.request_id = resp.headers.get("x-request-id")
+            rid = resp.headers.get("x-request-id")
+            call.request_id = redact(rid) if rid and redact else rid
             call.ratelimit = ratelimit_from(resp.headers)
             wait = retry_after(resp.headers)
             if self.pacer is not None:
@@ -222,22 +227,15 @@ class Client:
                 return resp
             if status < 400:
                 resp.close()
-                where = resp.headers.get("location") or "another address"
-                if secret:
-                    where = where.replace(secret, config.mask(secret))
+                where = redact(resp.headers.get("location") or "another address")
                 raise APIStatusError(
-                    f"the service redirected (HTTP {status}) to {where}",
+                    f"the service redirected (HTTP {status}) to {where[:200]}",
                     advice="set PIENTEGER_BASE_URL to the final address (the key is never sent to a redirect)",
                     status_code=status, request_id=call.request_id,
                 )
-            try:
-                raw = resp.content
-            except requests.RequestException:
-                raw = b""
-            finally:
-                resp.close()
+            raw = read_error_body(resp)
             err = status_error(status, raw, resp.headers, reason=resp.reason, path=path,
-                               retry_after=wait, secret=secret)
+                               retry_after=wait, redact=redact)
             if not is_retryable_status(status, err.code):
                 raise err
             if wait is not None and wait > self.max_retry_wait:
@@ -246,7 +244,36 @@ class Client:
                 if attempt > 1:  # advice, not message: the message stays the service's own words
                     err.advice = f"{err.advice} (after {attempt} attempts)".lstrip()
                 raise err
-            self._wait(wait if wait is not None else backoff(attempt), attempt, f"HTTP {status}")
+            self._wait(wait if wait is not None else backoff(attempt), attempt, f"HTTP {status}", call)
+
+    def _send(
+        self, session: requests.Session, method: str, url: str, data: bytes | None, headers: dict[str, str],
+        call: CallState,
+    ) -> tuple[requests.Response | None, PientegerError | None]:
+        """(response, None), or (None, our error) for a failure to get one; nothing of the failure's
+        traceback survives (its frames hold the headers)."""
+        read_timeout = self.timeout
+        if call.deadline is not None:
+            read_timeout = min(read_timeout, max(call.deadline - self._clock(), 1e-3))
+        try:
+            # stream=True always: the body is read by us, so a failure while reading a
+            # successful body is never retried (the service may have done the work).
+            # No redirects: requests would resend X-Api-Key to wherever a redirect points.
+            resp = session.request(
+                method, url, data=data, headers=headers, stream=True, allow_redirects=False,
+                timeout=(self.connect_timeout, read_timeout),
+            )
+        except requests.RequestException as exc:
+            err = map_exception(exc, timeout=read_timeout)
+            err.__cause__ = frameless_cause(exc, self._redact)
+            return None, err
+        except KeyboardInterrupt:
+            pass  # raised again below, afresh
+        except Exception as exc:  # noqa: BLE001 - anything else from deep in the HTTP stack
+            return None, APIConnectionError(f"request failed: {type(exc).__name__}")
+        else:
+            return resp, None
+        raise KeyboardInterrupt  # a fresh one, outside the except block: see _request
 
     def _too_long(self, err: APIStatusError, wait: float) -> APIStatusError:
         err.advice = (
@@ -255,7 +282,11 @@ class Client:
         )
         return err
 
-    def _wait(self, seconds: float, attempt: int, why: str) -> None:
+    def _wait(self, seconds: float, attempt: int, why: str, call: CallState) -> None:
+        if call.deadline is not None and self._clock() + seconds > call.deadline:
+            raise APITimeoutError(
+                f"the call would pass its deadline of {self.deadline:g} s waiting {seconds:.1f} s to retry "
+                f"after {why}", advice="try again later or raise Client(deadline=...)")
         log.debug("retrying after %s in %.3f s (attempt %d of %d)", why, seconds, attempt + 1,
                   self.max_retries + 1)
         self._sleep(seconds)
@@ -292,18 +323,14 @@ class Client:
         try:
             recorder(record)
         except Exception as exc:  # noqa: BLE001 - a broken ledger must never break the call
-            message = str(exc)
-            if self._key:
-                message = message.replace(self._key.get(), self._key.masked)
+            message = self._redact(str(exc))
             log.warning("recording the call failed: %s: %s", type(exc).__name__, message)
 
     def _json(self, resp: requests.Response, call: CallState) -> Any:
         try:
-            raw = resp.content
+            raw = read_answer(resp, deadline=call.deadline, clock=self._clock)
         except requests.RequestException as exc:
             raise map_exception(exc, timeout=self.timeout) from exc
-        finally:
-            resp.close()
         try:
             return json.loads(raw)
         except ValueError:
@@ -312,6 +339,12 @@ class Client:
             else:
                 hint = "a body that is not valid JSON (cut short?); try again"
             raise APIConnectionError(f"the service answered HTTP {resp.status_code} with {hint}") from None
+
+    def _call_state(self, model: str, prompt: Any, *, stream: bool) -> CallState:
+        call = CallState(model=model, prompt=prompt, stream=stream, source=self.source, redact=self._redact)
+        if self.deadline is not None:
+            call.deadline = self._clock() + self.deadline
+        return call
 
     # -- the API ----------------------------------------------------------------------------
     def models(self) -> list[Model]:
@@ -401,7 +434,7 @@ class Client:
         """
         body = self._prepare(prompt, model, False, extra_body, params)
         self._ready()  # refused before sending: not a call, so not recorded
-        call = CallState(model=body["model"], prompt=prompt, stream=False, source=self.source)
+        call = self._call_state(body["model"], prompt, stream=False)
         stored = self._stored(body, call, cache, refresh)
         if stored is not None:  # a replay costs nothing: no reservation
             result = replayed_completion(stored, call)
@@ -431,7 +464,7 @@ class Client:
             data = self._json(resp, call)
             if isinstance(data, dict) and isinstance(data.get("error"), dict):  # an error, sent as a 200
                 err = status_error(call.http_status or 200, json.dumps(data).encode(), resp.headers,
-                                   secret=self._key.get() if self._key else None)
+                                   redact=self._redact)
                 raise APIConnectionError(f"the service answered with an error: {err.message}")
             if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
                 raise APIConnectionError("the service's answer has no choices; check PIENTEGER_BASE_URL")
@@ -460,7 +493,7 @@ class Client:
         """
         body = self._prepare(prompt, model, True, extra_body, params)
         self._ready()
-        call = CallState(model=body["model"], prompt=prompt, stream=True, source=self.source)
+        call = self._call_state(body["model"], prompt, stream=True)
         stored = self._stored(body, call, cache, refresh)
         if stored is not None:  # a replay costs nothing: no reservation
             return ReplayStream(stored, call=call, report=self._report)
@@ -479,7 +512,19 @@ class Client:
             status = "error" if isinstance(exc, Exception) else "cancelled"
             report(call.record(status, error=exc if isinstance(exc, Exception) else None))
             raise
-        return Stream(resp, call=call, report=report, timeout=self.timeout, secret=self._key)
+        return Stream(resp, call=call, report=report, timeout=self.timeout, redact=self._redact,
+                      clock=self._clock)
+
+
+def _seconds(name: str, value: Any) -> float:
+    """``value`` as a finite number of seconds > 0, else ValueError naming ``name``."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return seconds
 
 
 __all__ = ["Client", "Stream", "set_default_recorder"]

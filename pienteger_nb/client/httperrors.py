@@ -14,7 +14,6 @@ from typing import Any
 import requests
 import urllib3.exceptions as u3
 
-from .. import config
 from ..errors import (
     APIConnectionError,
     APIStatusError,
@@ -23,6 +22,7 @@ from ..errors import (
     PientegerError,
     status_error_class,
 )
+from .redact import NO_KEY, Redactor
 from .retry import describe_wait
 
 
@@ -82,6 +82,21 @@ def map_exception(exc: BaseException, *, timeout: float | None = None) -> Piente
     return APIConnectionError(f"request failed: {type(exc).__name__}")
 
 
+def frameless_cause(exc: BaseException, redact: Redactor = NO_KEY) -> BaseException | None:
+    """A copy of ``exc`` to keep as our error's cause: its class and (masked) message only.
+
+    The original's traceback frames hold the request, headers and key included, and a verbose
+    traceback (``%xmode Verbose``) prints frames' variables. A header error quotes the header's
+    value: it gets no cause at all."""
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return None
+    message = redact(str(exc))
+    try:
+        return type(exc)(message)
+    except Exception:  # noqa: BLE001 - an exception class that takes other arguments
+        return Exception(f"{type(exc).__name__}: {message}")
+
+
 def _hint(status: int, code: str | None, path: str, retry_after: float | None, param: str | None) -> str:
     if code == "model_not_found":
         return "check the model name (%pienteger models or client.models() lists them)"
@@ -121,21 +136,24 @@ def status_error(
     reason: str | None = None,
     path: str = "",
     retry_after: float | None = None,
-    secret: str | None = None,
+    redact: Redactor = NO_KEY,
 ) -> APIStatusError:
-    """The APIStatusError subclass for an error answer: the service's message verbatim, what to do in ``advice``."""
+    """The APIStatusError subclass for an error answer: the service's message verbatim, what to do in ``advice``.
+
+    The key is masked everywhere: in every decoded JSON field (so escapes such as ``\\/`` or
+    ``\\uXXXX`` cannot hide it), in other text before it is cut short, and in the request id."""
     error: dict[str, Any] = {}
     text = body.decode("utf-8", "replace").strip()
-    if secret:  # never echo a key back, in any field, nor a piece of it cut off below
-        text = text.replace(secret, config.mask(secret))
     try:
         parsed = json.loads(text) if text else None
     except ValueError:
         parsed = None
+    if redact:
+        text = redact(text)
     if isinstance(parsed, dict):
-        inner = parsed.get("error", parsed)
+        inner = redact.value(parsed.get("error", parsed))
         error = inner if isinstance(inner, dict) else {"message": str(inner)}
-    message = str(error.get("message") or "").strip()
+    message = redact(str(error.get("message") or "").strip())
     if not message:
         what = f"HTTP {status} {reason or ''}".strip()
         if not text:
@@ -151,7 +169,7 @@ def status_error(
     return cls(
         message,
         status_code=status,
-        request_id=headers.get("x-request-id") if headers is not None else None,
+        request_id=redact.optional(headers.get("x-request-id")) if headers is not None else None,
         code=str(code) if code is not None else None,
         type=str(error["type"]) if error.get("type") is not None else None,
         param=str(param) if param is not None else None,
@@ -160,4 +178,4 @@ def status_error(
     )
 
 
-__all__ = ["map_exception", "status_error"]
+__all__ = ["frameless_cause", "map_exception", "status_error"]

@@ -8,6 +8,7 @@ service fills it in itself. ``extra_body`` is merged last, unchecked, for new pa
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import numbers
 from collections.abc import Mapping
@@ -90,7 +91,8 @@ def check_value(name: str, value: Any) -> Any:
         low, high = _NUMBER_RANGES[name]
         if not _is_number(value) or not low <= value <= high:
             raise _bad(name, value)
-        return value
+        # A Fraction, a Decimal-like Real or a numpy scalar: JSON takes only int and float.
+        return value if type(value) in (int, float) else float(value)
     if name in _INT_RANGES:
         ilow, ihigh = _INT_RANGES[name]
         if not _is_int(value) or value < ilow or (ihigh is not None and value > ihigh):
@@ -138,7 +140,7 @@ def check_value(name: str, value: Any) -> Any:
                 raise _bad(name, value) from None
             if not _is_number(bias) or not -100 <= bias <= 100:
                 raise _bad(name, value)
-            out[key] = bias
+            out[key] = bias if type(bias) in (int, float) else float(bias)
         return out
     raise ValueError(f"unknown parameter {name!r}")  # pragma: no cover - check_names runs first
 
@@ -172,6 +174,10 @@ def build_body(
     if extra_body:
         if not isinstance(extra_body, Mapping):
             raise ValueError(f"extra_body must be a dict, got {type(extra_body).__name__}")
+        try:
+            json.dumps(extra_body)
+        except (TypeError, ValueError) as exc:  # refused before sending, so no ledger row
+            raise ValueError(f"extra_body must hold only JSON values: {exc}") from None
         body.update(extra_body)
     return body
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..types import CallRecord, Choice, Completion, Usage
+from .redact import NO_KEY, Redactor
 
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 
@@ -39,6 +40,8 @@ class CallState:
     ratelimit: dict[str, int] = field(default_factory=dict)
     cache_key: str | None = None  # the replay cache's key, when this request may be stored/replayed
     cached: bool = False  # answered from the replay cache: nothing was sent
+    redact: Redactor = NO_KEY  # masks the key out of the recorded error, whatever raised it
+    deadline: float | None = None  # on the client's clock, when Client(deadline=...) is set
 
     def record(
         self,
@@ -59,7 +62,7 @@ class CallState:
             model=self.model,
             status=status,  # type: ignore[arg-type]
             endpoint=self.endpoint,
-            error=f"{type(error).__name__}: {error}" if error is not None else "",
+            error=self.redact(f"{type(error).__name__}: {error}") if error is not None else "",
             http_status=self.http_status,
             stream=self.stream,
             prompt_tokens=usage.prompt_tokens if usage else None,
@@ -68,7 +71,7 @@ class CallState:
             usage_source=usage.source if usage else None,
             latency_s=latency_s if latency_s is not None else _time.perf_counter() - self.started,
             ttft_s=ttft_s,
-            finish_reason=finish_reason,
+            finish_reason=self.redact(finish_reason) if finish_reason and self.redact else finish_reason,
             attempts=max(self.attempts, 1),
             request_id=self.request_id,
             prompt=self.prompt,
@@ -106,8 +109,8 @@ def usage_from(data: Any) -> Usage | None:
     return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=t, source="reported")
 
 
-def choices_from(items: Any) -> tuple[Choice, ...]:
-    """Choices sorted by ``index``."""
+def choices_from(items: Any, redact: Redactor = NO_KEY) -> tuple[Choice, ...]:
+    """Choices sorted by ``index`` (``finish_reason`` masked: a careless service may echo anything)."""
     out = []
     for position, item in enumerate(items or ()):
         if not isinstance(item, dict):
@@ -120,7 +123,7 @@ def choices_from(items: Any) -> tuple[Choice, ...]:
             Choice(
                 text=text,
                 index=int(index) if isinstance(index, int) else position,
-                finish_reason=item.get("finish_reason"),
+                finish_reason=_masked(item.get("finish_reason"), redact),
                 logprobs=item.get("logprobs"),
             )
         )
@@ -130,11 +133,11 @@ def choices_from(items: Any) -> tuple[Choice, ...]:
 
 def completion_from(data: dict[str, Any], *, call: CallState, latency_s: float) -> Completion:
     """A Completion from a non-streamed answer; usage estimated when the answer had none."""
-    choices = choices_from(data.get("choices"))
+    choices = choices_from(data.get("choices"), call.redact)
     usage = usage_from(data.get("usage")) or estimated_usage(call.prompt, [c.text for c in choices])
     return Completion(
-        id=str(data.get("id") or ""),
-        model=str(data.get("model") or call.model),
+        id=call.redact(str(data.get("id") or "")),  # a careless service may echo anything back
+        model=call.redact(str(data.get("model") or call.model)),
         choices=choices,
         usage=usage,
         created=int(data.get("created") or 0),
@@ -145,6 +148,10 @@ def completion_from(data: dict[str, Any], *, call: CallState, latency_s: float) 
         requested_model=call.model,
         ratelimit=dict(call.ratelimit),
     )
+
+
+def _masked(value: Any, redact: Redactor) -> Any:
+    return redact(value) if redact and isinstance(value, str) else value
 
 
 def merge_logprobs(old: dict[str, Any] | None, new: Any) -> dict[str, Any] | None:

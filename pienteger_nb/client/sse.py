@@ -25,6 +25,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
+MAX_EVENT_BYTES = 1 << 20  # one event (its bytes before the blank line); real ones are < 10 KiB
+
+
+class EventTooLarge(ValueError):
+    """An event grew past the decoder's ``max_event`` bytes without ending."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"an event grew past {limit} bytes without ending")
+        self.limit = limit
 
 
 class Event(NamedTuple):
@@ -43,10 +52,13 @@ class Event(NamedTuple):
 class SSEDecoder:
     """Turns raw bytes, split anyhow, into ``Event`` objects."""
 
-    __slots__ = ("_at_start", "_last_id", "_pending", "_skip_lf", "truncated")
+    __slots__ = ("_at_start", "_held", "_last_id", "_pending", "_skip_lf", "head", "max_event", "truncated")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int | None = None) -> None:
         self._pending: list[bytes] = []  # bytes after the last event boundary, LF-normalised
+        self._held = 0  # their total size: past max_event, EventTooLarge (memory stays bounded)
+        self.max_event = MAX_EVENT_BYTES if max_event is None else max_event
+        self.head = b""  # the body's first bytes, to tell an HTML page from a stream
         self._skip_lf = False  # the previous read ended with CR: an LF now is its other half
         self._at_start = True  # a BOM may still come (possibly split across reads)
         self._last_id: str | None = None
@@ -105,6 +117,7 @@ class SSEDecoder:
                 self._pending = [head]
                 return None
             self._at_start = False
+            self.head = head[:64]
             if head.startswith(_BOM):
                 head = head[3:]
             pending.clear()
@@ -113,6 +126,9 @@ class SSEDecoder:
         if b"\n\n" not in data and not (pending and data[:1] == b"\n" and pending[-1][-1:] == b"\n"):
             if data:
                 pending.append(data)
+                self._held += len(data)
+                if self._held > self.max_event:
+                    raise EventTooLarge(self.max_event)
             return None
         if pending:
             pending.append(data)
@@ -122,8 +138,11 @@ class SSEDecoder:
             buf = data
         end = buf.rfind(b"\n\n")
         rest = buf[end + 2 :]
+        self._held = len(rest)
         if rest:
             pending.append(rest)
+            if self._held > self.max_event:
+                raise EventTooLarge(self.max_event)
         return buf[:end]
 
     def close(self) -> list[Event]:
@@ -134,6 +153,7 @@ class SSEDecoder:
         """
         buf = b"".join(self._pending)
         self._pending = []
+        self._held = 0
         if self._at_start and _BOM.startswith(buf):
             buf = b""
         self._skip_lf = False
@@ -203,4 +223,4 @@ def decode_all(body: bytes) -> list[Event]:
     return decoder.feed(body) + decoder.close()
 
 
-__all__ = ["Event", "SSEDecoder", "decode_all"]
+__all__ = ["MAX_EVENT_BYTES", "Event", "EventTooLarge", "SSEDecoder", "decode_all"]

@@ -11,13 +11,18 @@ The response is read with ``iter_content(chunk_size=None)`` into ``sse.SSEDecode
   or the end of the body without ``[DONE]``: ``StreamError`` with ``.partial_text``. The HTTP
   status was 200 by then, so these are stream errors, not APIStatusErrors; an error event's
   ``code``/``type`` are in the message.
-- no bytes for longer than the read timeout: ``APITimeoutError``.
+- no event carrying data for longer than the read timeout (keep-alive comments and a byte now
+  and then do not count), or the call's deadline passed: ``APITimeoutError``; ``.text`` keeps
+  what had arrived.
+- one event larger than ``sse.MAX_EVENT_BYTES``: ``StreamError`` naming the limit.
+- an HTML page instead of events: ``StreamError`` saying to check ``PIENTEGER_BASE_URL``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,13 +30,15 @@ from typing import Any, Self
 
 import requests
 
-from ..config import Secret
 from ..errors import APIConnectionError, APITimeoutError, PientegerError, StreamError
 from ..types import CallRecord, Chunk, Completion
+from .body import describe_size
 from .choices import Choices
 from .httperrors import map_exception
+from .redact import NO_KEY, Redactor
 from .results import CallState, estimated_usage, record_text
-from .sse import SSEDecoder
+from .sse import EventTooLarge, SSEDecoder
+from .transport import drain
 
 _READ_SIZE = 65536
 # A StreamError's advice to Python callers (the magics and the form say it their own way).
@@ -48,10 +55,12 @@ class Stream:
         call: CallState,
         report: Callable[[CallRecord], None],
         timeout: float | None = None,
-        secret: Secret | None = None,
+        redact: Redactor = NO_KEY,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._response = response
-        self._secret = secret  # masked out of error messages: a service may quote the key back
+        self._redact = redact  # masked out of error messages: a service may quote the key back
+        self._clock = clock
         self._call = call
         self._report = report
         self._timeout = timeout
@@ -134,8 +143,11 @@ class Stream:
 
     def _byte_source(self) -> Iterator[bytes]:
         raw = self._response.raw
-        if getattr(raw, "chunked", False) or not hasattr(raw, "read1"):
-            return self._response.iter_content(chunk_size=None)
+        encoded = self._response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+        if getattr(raw, "chunked", False) or not hasattr(raw, "read1") or encoded:
+            # Sized pieces: one huge HTTP chunk must not be held whole before the decoder's cap
+            # sees it. A compressed body (we ask for none) is decoded here, read as it fills.
+            return self._response.iter_content(chunk_size=_READ_SIZE)
         # A close-delimited body: iter_content(None) would read it all before yielding anything,
         # so read what has arrived, as it arrives.
         read1 = raw.read1
@@ -154,13 +166,33 @@ class Stream:
         source = self._byte_source()
         done = False
         apply = self._apply
+        clock = self._clock
+        # The read timeout counts between events that carry data: a server that sends only
+        # keep-alive comments, or a byte now and then, never trips the socket's own timeout.
+        # The clock is read only for reads that complete no event, and for every read when a
+        # deadline is set: the common stream pays one truth test per read.
+        idle = self._timeout if self._timeout is not None else math.inf
+        deadline = self._call.deadline if self._call.deadline is not None else math.inf
+        timed = self._call.deadline is not None
+        quiet_since: float | None = None
         try:
             # Two copies of the loop so the common (text) one does no per-event mode test.
             # While suspended at a yield, _reading is False: a close() then records at once (the
             # caller may never resume us); once resumed, a close() that came meanwhile ends the loop.
             if chunks:
                 for piece in source:
-                    for data in feed(piece):
+                    events = feed(piece)
+                    if events:
+                        quiet_since = None
+                        if timed and clock() > deadline:
+                            self._raise_stalled(True)
+                    else:
+                        now = clock()
+                        if quiet_since is None:
+                            quiet_since = now
+                        if now - quiet_since > idle or now > deadline:
+                            self._raise_stalled(now > deadline)
+                    for data in events:
                         if data == "[DONE]":
                             done = True
                             break
@@ -175,7 +207,18 @@ class Stream:
                         break
             else:
                 for piece in source:
-                    for data in feed(piece):
+                    events = feed(piece)
+                    if events:
+                        quiet_since = None
+                        if timed and clock() > deadline:
+                            self._raise_stalled(True)
+                    else:
+                        now = clock()
+                        if quiet_since is None:
+                            quiet_since = now
+                        if now - quiet_since > idle or now > deadline:
+                            self._raise_stalled(now > deadline)
+                    for data in events:
                         if data == "[DONE]":
                             done = True
                             break
@@ -202,17 +245,11 @@ class Stream:
                     self._reading = True
             if done:  # even if close() raced with the last event: it did finish
                 self._end("ok")
-                _drain(self._response, source)
+                drain(self._response, source)
             elif self._cancelled:
                 self._end("cancelled")
             else:
-                cut = " (cut mid-event)" if decoder.truncated else ""
-                raise StreamError(
-                    f"the stream ended without [DONE]{cut}",
-                    advice=_KEPT + "; try again",
-                    partial_text=self.text,
-                    request_id=self.request_id,
-                )
+                raise self._ended_early(decoder)
         except GeneratorExit:  # the caller stopped iterating early
             self._cancelled = True
             self._end("cancelled")
@@ -234,9 +271,42 @@ class Stream:
             self._reading = False
             self._response.close()
 
+    def _raise_stalled(self, past_deadline: bool) -> None:
+        if past_deadline:
+            message = "the call passed its deadline before the stream ended"
+            advice = "the text so far is on the stream's .text; raise Client(deadline=...) or try again"
+        else:
+            message = f"the stream stalled: no data for {self._timeout:g} s (read timeout; keep-alive comments do not count)"
+            advice = "the text so far is on the stream's .text; try again"
+        raise APITimeoutError(message, advice=advice)
+
+    def _ended_early(self, decoder: SSEDecoder) -> StreamError:
+        head = decoder.head.lstrip()[:15].lower()
+        if not self._choices.texts() and (head.startswith(b"<") or b"<html" in head or b"<!doctype" in head):
+            return StreamError(
+                f"the service answered HTTP {self._call.http_status or 200} with an HTML page, not a stream",
+                advice="check PIENTEGER_BASE_URL (it should be the API root, e.g. .../oaiv1)",
+                request_id=self.request_id,
+            )
+        cut = " (cut mid-event)" if decoder.truncated else ""
+        return StreamError(
+            f"the stream ended without [DONE]{cut}",
+            advice=_KEPT + "; try again",
+            partial_text=self.text,
+            request_id=self.request_id,
+        )
+
     def _translate(self, exc: Exception) -> PientegerError:
         if isinstance(exc, PientegerError):
             return exc
+        if isinstance(exc, EventTooLarge):
+            return StreamError(
+                f"the service sent one event larger than {describe_size(exc.limit)}, more than any real "
+                "event; the stream was stopped",
+                advice=_KEPT + "; check PIENTEGER_BASE_URL",
+                partial_text=self.text,
+                request_id=self.request_id,
+            )
         mapped = map_exception(exc, timeout=self._timeout)
         if isinstance(mapped, APITimeoutError):
             return APITimeoutError(
@@ -252,9 +322,6 @@ class Stream:
             )
         return mapped
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._secret.get(), self._secret.masked) if self._secret else text
-
     def _parse_slow(self, data: str) -> Any:
         """json.loads for what the fast scanner refused (e.g. leading space), else a StreamError."""
         try:
@@ -268,7 +335,7 @@ class Stream:
             ) from None
 
     def _raise_error_event(self, obj: dict[str, Any]) -> None:
-        err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+        err = self._redact.value(obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])})
         detail = ", ".join(f"{k} {err[k]}" for k in ("type", "code") if err.get(k))
         raise StreamError(
             self._redact(f"the service reported an error mid-stream: {err.get('message') or 'no message'}"
@@ -319,9 +386,9 @@ class Stream:
         usage = choices.usage or estimated_usage(self._call.prompt, list(texts.values()))
         if status == "ok":
             self.completion = Completion(
-                id=choices.id,
-                model=choices.model or self._call.model,
-                choices=choices.as_choices(texts),
+                id=self._redact(choices.id),
+                model=self._redact(choices.model or self._call.model),
+                choices=choices.as_choices(texts, self._redact),
                 usage=usage,
                 created=choices.created,
                 request_id=self.request_id,
@@ -344,33 +411,6 @@ class Stream:
                 answer=self.completion,
             )
         )
-
-
-def _drain(response: requests.Response, source: Iterator[bytes], limit: int = 65536) -> None:
-    """Read the few bytes after ``[DONE]`` (the chunked body's terminator), so the connection
-    goes back to the pool instead of being closed: the next stream skips a TCP (and TLS) handshake.
-
-    Only bytes that have already arrived: the socket is non-blocking meanwhile, because a server
-    may hold the body open after ``[DONE]`` and the caller must not wait for it. A read that would
-    wait fails, and so does anything past ``limit``; the connection is then closed, not pooled."""
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
-    if sock is None:
-        return
-    try:
-        timeout = sock.gettimeout()
-        sock.settimeout(0)
-    except Exception:  # noqa: BLE001 - a socket-like object that cannot: just do not drain
-        return
-    seen = 0
-    try:
-        with contextlib.suppress(Exception):
-            for piece in source:
-                seen += len(piece)
-                if seen > limit:
-                    break
-    finally:
-        with contextlib.suppress(Exception):
-            sock.settimeout(timeout)
 
 
 __all__ = ["Stream"]

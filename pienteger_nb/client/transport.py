@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 
 import requests
 
@@ -57,4 +58,31 @@ def new_session(proxies: dict[str, str]) -> requests.Session:
     return session
 
 
-__all__ = ["new_session", "user_agent"]
+def drain(response: requests.Response, source: Iterator[bytes], limit: int = 65536) -> None:
+    """Read the few bytes after ``[DONE]`` (the chunked body's terminator), so the connection
+    goes back to the pool instead of being closed: the next stream skips a TCP (and TLS) handshake.
+
+    Only bytes that have already arrived: the socket is non-blocking meanwhile, because a server
+    may hold the body open after ``[DONE]`` and the caller must not wait for it. A read that would
+    wait fails, and so does anything past ``limit``; the connection is then closed, not pooled."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is None:
+        return
+    try:
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+    except Exception:  # noqa: BLE001 - a socket-like object that cannot: just do not drain
+        return
+    seen = 0
+    try:
+        with contextlib.suppress(Exception):
+            for piece in source:
+                seen += len(piece)
+                if seen > limit:
+                    break
+    finally:
+        with contextlib.suppress(Exception):
+            sock.settimeout(timeout)
+
+
+__all__ = ["drain", "new_session", "user_agent"]

@@ -106,7 +106,10 @@ def parse_when(value: When, *, name: str = "since", now: _dt.datetime | None = N
         match = _RELATIVE.match(value)
         if match:
             seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
-            return time_to_us(now - _dt.timedelta(seconds=seconds))
+            try:
+                return time_to_us(now - _dt.timedelta(seconds=seconds))
+            except OverflowError:  # further back than datetime reaches: from the beginning
+                return time_to_us(_dt.datetime(1, 1, 1, tzinfo=_dt.UTC))
         try:
             return time_to_us(_dt.datetime.fromisoformat(value.strip()))
         except ValueError:
