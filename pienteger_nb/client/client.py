@@ -29,19 +29,21 @@ from typing import Any, Literal, Self
 import requests
 
 from .. import config
-from ..errors import APIConnectionError, APIStatusError, APITimeoutError, ConfigurationError, PientegerError
+from ..errors import APIConnectionError, APIStatusError, ConfigurationError
 from ..recorder import Recorder, default_recorder, set_default_recorder
-from ..replay import CacheSetting, ReplayStore, default_replay, key_for, parse_cache_setting
-from ..spend import SpendPolicy, default_spend
+from ..replay import CacheSetting, ReplayStore, parse_cache_setting
+from ..spend import SpendPolicy
 from ..types import CallRecord, Completion, Estimate, Model
-from .body import read_answer, read_error_body
+from .body import read_answer
 from .estimate import estimate_body
-from .httperrors import frameless_cause, map_exception, status_error
+from .gate import CallGate
+from .httperrors import map_exception, status_error
 from .params import build_body
 from .redact import Redactor
 from .replayed import ReplayStream, replayed_completion, replayed_record
+from .request_loop import RequestLoop
 from .results import CallState, completion_from, record_text
-from .retry import Pacer, backoff, describe_wait, is_retryable_status, ratelimit_from, retry_after
+from .retry import Pacer
 from .stream import Stream
 from .transport import new_session, user_agent
 
@@ -50,7 +52,7 @@ log = logging.getLogger("pienteger_nb")
 _UNEXPECTED_MODELS = "the service's model answer has an unexpected shape; check PIENTEGER_BASE_URL"
 
 
-class Client:
+class Client(RequestLoop, CallGate):
     """A connection to the Pienteger API; safe to share across threads (one Session per thread)."""
 
     def __init__(
@@ -183,138 +185,9 @@ class Client:
             headers["Accept-Encoding"] = "identity"
         return headers
 
-    # -- the request loop -----------------------------------------------------------------
-    def _request(
-        self, method: str, path: str, *, body: dict[str, Any] | None, stream: bool, call: CallState
-    ) -> requests.Response:
-        """A 2xx response (body unread), after any retries; else our error."""
-        headers = self._headers(stream=stream)
-        url = self.base_url + path
-        data = json.dumps(body).encode() if body is not None else None
-        session = self._session()
-        redact = self._redact
-        while True:
-            call.attempts += 1
-            attempt = call.attempts
-            if self.pacer is not None:
-                self.pacer.acquire()
-            resp, err = self._send(session, method, url, data, headers, call)
-            if err is not None:
-                log.debug("%s %s failed: %s (attempt %d)", method, url, type(err).__name__, attempt)
-                if self.pacer is not None:
-                    self.pacer.observe(None, None, {})
-                if isinstance(err, APIConnectionError) and attempt <= self.max_retries:
-                    self._wait(backoff(attempt), attempt, type(err).__name__, call)
-                    continue
-                if attempt > 1:
-                    err.message = f"{err.message} (after {attempt} attempts)"
-                # Raised here, outside the except block, its cause a frameless copy: the requests
-                # exception's frames hold the request's headers (the key), and a verbose traceback
-                # shows frames' variables.
-                raise err
-            assert resp is not None
-            status = resp.status_code
-            call.http_status = status
-            rid = resp.headers.get("x-request-id")
-            call.request_id = redact(rid) if rid and redact else rid
-            call.ratelimit = ratelimit_from(resp.headers)
-            wait = retry_after(resp.headers)
-            if self.pacer is not None:
-                self.pacer.observe(status, wait, call.ratelimit)
-            log.debug("%s %s -> %d (request id %s, attempt %d)", method, url, status, call.request_id,
-                      attempt)
-            if status < 300:
-                return resp
-            if status < 400:
-                resp.close()
-                where = redact(resp.headers.get("location") or "another address")
-                raise APIStatusError(
-                    f"the service redirected (HTTP {status}) to {where[:200]}",
-                    advice="set PIENTEGER_BASE_URL to the final address (the key is never sent to a redirect)",
-                    status_code=status, request_id=call.request_id,
-                )
-            raw = read_error_body(resp)
-            err = status_error(status, raw, resp.headers, reason=resp.reason, path=path,
-                               retry_after=wait, redact=redact)
-            if not is_retryable_status(status, err.code):
-                raise err
-            if wait is not None and wait > self.max_retry_wait:
-                raise self._too_long(err, wait)
-            if attempt > self.max_retries:
-                if attempt > 1:  # advice, not message: the message stays the service's own words
-                    err.advice = f"{err.advice} (after {attempt} attempts)".lstrip()
-                raise err
-            self._wait(wait if wait is not None else backoff(attempt), attempt, f"HTTP {status}", call)
-
-    def _send(
-        self, session: requests.Session, method: str, url: str, data: bytes | None, headers: dict[str, str],
-        call: CallState,
-    ) -> tuple[requests.Response | None, PientegerError | None]:
-        """(response, None), or (None, our error) for a failure to get one; nothing of the failure's
-        traceback survives (its frames hold the headers)."""
-        read_timeout = self.timeout
-        if call.deadline is not None:
-            read_timeout = min(read_timeout, max(call.deadline - self._clock(), 1e-3))
-        try:
-            # stream=True always: the body is read by us, so a failure while reading a
-            # successful body is never retried (the service may have done the work).
-            # No redirects: requests would resend X-Api-Key to wherever a redirect points.
-            resp = session.request(
-                method, url, data=data, headers=headers, stream=True, allow_redirects=False,
-                timeout=(self.connect_timeout, read_timeout),
-            )
-        except requests.RequestException as exc:
-            err = map_exception(exc, timeout=read_timeout)
-            err.__cause__ = frameless_cause(exc, self._redact)
-            return None, err
-        except KeyboardInterrupt:
-            pass  # raised again below, afresh
-        except Exception as exc:  # noqa: BLE001 - anything else from deep in the HTTP stack
-            return None, APIConnectionError(f"request failed: {type(exc).__name__}")
-        else:
-            return resp, None
-        raise KeyboardInterrupt  # a fresh one, outside the except block: see _request
-
-    def _too_long(self, err: APIStatusError, wait: float) -> APIStatusError:
-        err.advice = (
-            f"the service asks to wait {describe_wait(wait)} before retrying, more than "
-            f"max_retry_wait={self.max_retry_wait:g} s; wait and try again, or raise max_retry_wait"
-        )
-        return err
-
-    def _wait(self, seconds: float, attempt: int, why: str, call: CallState) -> None:
-        if call.deadline is not None and self._clock() + seconds > call.deadline:
-            raise APITimeoutError(
-                f"the call would pass its deadline of {self.deadline:g} s waiting {seconds:.1f} s to retry "
-                f"after {why}", advice="try again later or raise Client(deadline=...)")
-        log.debug("retrying after %s in %.3f s (attempt %d of %d)", why, seconds, attempt + 1,
-                  self.max_retries + 1)
-        self._sleep(seconds)
-
     def _recorder(self) -> Recorder | None:
         recorder = default_recorder() if self.on_call is None else self.on_call
         return recorder or None
-
-    @property
-    def spend_policy(self) -> SpendPolicy:
-        """The policy this client asks about prices and budgets (its own, else the package's)."""
-        return self.spend if self.spend is not None else default_spend()
-
-    def _spend(self) -> SpendPolicy:
-        return self.spend_policy
-
-    def _reserve(self, body: dict[str, Any]) -> tuple[SpendPolicy, Any]:
-        """Hold the call's worst case against the budget (BudgetExceededError: nothing is sent)."""
-        policy = self._spend()
-        return policy, policy.reserve(estimate_body(body, policy))
-
-    def _settle(self, policy: SpendPolicy, ticket: Any, record: CallRecord | None) -> None:
-        if ticket is None:
-            return
-        try:
-            policy.settle(ticket, record)
-        except Exception as exc:  # noqa: BLE001 - an unsettled reservation expires; the call stands
-            log.warning("settling the budget reservation failed: %s: %s", type(exc).__name__, exc)
 
     def _report(self, record: CallRecord) -> None:
         recorder = self._recorder()
@@ -401,28 +274,7 @@ class Client:
         it has none); completion tokens are ``max_tokens x n x best_of`` per prompt.
         """
         body = self._prepare(prompt, model, False, extra_body, params)
-        return estimate_body(body, self._spend())
-
-    def _stored(self, body: dict[str, Any], call: CallState, cache: CacheSetting | str | None,
-                refresh: bool) -> Completion | None:
-        """The stored answer to replay for this request, if any; sets the call's cache key so a
-        fresh answer is stored (replacing the old one with ``refresh``)."""
-        setting = self.cache if cache is None else parse_cache_setting(cache)
-        call.cache_key = key_for(setting, self.base_url, body)
-        if call.cache_key is None or refresh:
-            return None
-        store = self.replay or default_replay()
-        if store is None:
-            return None
-        try:
-            answer = store.lookup(call.cache_key)
-        except Exception as exc:  # noqa: BLE001 - a broken store costs a call, never the answer
-            log.warning("the replay cache could not be read (%s: %s); calling the service",
-                        type(exc).__name__, exc)
-            return None
-        if answer is not None:
-            call.cached = True
-        return answer
+        return estimate_body(body, self.spend_policy)
 
     def complete(self, prompt: str | list[str], *, model: str | None = None,
                  extra_body: Mapping[str, Any] | None = None, cache: CacheSetting | str | None = None,
