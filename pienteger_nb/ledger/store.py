@@ -34,10 +34,13 @@ from .schema import (
     LABEL_SQL,
     LABELLED,
     MEMORY,
-    connect,
-    migrate,
+    SQLITE_FULL,
+    MigrationError,
+    open_ledger,
     row_values,
+    row_without_surrogates,
 )
+from .unrecorded import UnrecordedCalls, unrecorded_tally
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -77,18 +80,14 @@ class UsageLog:
         try:
             if self.path != MEMORY:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(self.path)
+            conn, self.schema_version = open_ledger(self.path)
             try:
-                self.schema_version = migrate(conn)
                 self._labels: set[tuple[str, str]] = set(conn.execute("SELECT name, value FROM labels"))
             except BaseException:
                 conn.close()
                 raise
         except (OSError, sqlite3.Error) as exc:
-            raise UsageLogError(
-                f"cannot open the usage ledger at {self.path}: {exc}; set PIENTEGER_USAGE_DB to a "
-                "writable file (or :memory:)"
-            ) from exc
+            raise UsageLogError(f"cannot open the usage ledger at {self.path}: {exc}; {_advice(exc)}") from exc
         return conn
 
     def __repr__(self) -> str:
@@ -125,7 +124,11 @@ class UsageLog:
         return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
 
     def record(self, rec: CallRecord) -> None:
-        """Write one call as one row, committed before this returns."""
+        """Write one call as one row, committed before this returns.
+
+        Text that is not valid Unicode (a lone surrogate in an error message, a model name, a
+        prompt) is stored with U+FFFD in its place rather than losing the row.
+        """
         self._write([row_values(rec, store_prompts=self._store())])
 
     def record_many(self, records: Iterable[CallRecord]) -> int:
@@ -136,6 +139,13 @@ class UsageLog:
         return len(rows)
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            self._insert(rows)
+        except UnicodeEncodeError:
+            # Checked only when SQLite refuses a text: the usual row pays nothing for it.
+            self._insert([row_without_surrogates(row) for row in rows])
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         try:
             with self._lock:
                 conn = self._connection()
@@ -157,7 +167,7 @@ class UsageLog:
                         conn.execute("ROLLBACK")
                     raise
                 self._labels.update(new)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an integer past SQLite's 64 bits
             raise UsageLogError(f"could not record in the usage ledger at {self.path}: {exc}") from exc
 
     def __len__(self) -> int:
@@ -232,6 +242,15 @@ class UsageLog:
         return plot_frame(self.frame(since, until, model=model, source=source), freq=freq, ax=ax)
 
 
+def _advice(exc: BaseException) -> str:
+    """What to do about an error opening a ledger, from SQLite's own cause."""
+    cause = exc.__cause__ if isinstance(exc, MigrationError) else exc
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == SQLITE_FULL:
+        return "free some space on its disk, or set PIENTEGER_USAGE_DB to a file on another disk (or :memory:)"
+    return "set PIENTEGER_USAGE_DB to a writable file (or :memory:)"
+
+
 _default_lock = threading.Lock()
 _default: UsageLog | None = None
 
@@ -251,12 +270,34 @@ def default_log() -> UsageLog:
 def record_call(rec: CallRecord) -> None:
     """Record one call in the default ledger: the client's default recorder.
 
-    A ledger that cannot be written warns (the call itself has succeeded or failed on its own).
+    A ledger that cannot be written warns once (the call itself has succeeded or failed on its
+    own); that call and every later one until recording works again are counted in
+    ``unrecorded_calls()``, which ``%pienteger usage`` and ``usage().attrs`` show.
     """
     try:
         default_log().record(rec)
-    except UsageLogError as exc:
-        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+    except Exception as exc:  # noqa: BLE001 - a recorder must not fail the call; counted instead
+        reason = str(exc) if isinstance(exc, UsageLogError) else f"could not record in the usage ledger: {exc!r}"
+        if unrecorded_tally.failed(reason) == 1:
+            warnings.warn(
+                f"{reason} (this call and later ones that cannot be recorded are counted in "
+                "%pienteger usage and usage().attrs['unrecorded_calls'])", RuntimeWarning, stacklevel=2,
+            )
+    else:
+        unrecorded_tally.succeeded()
+
+
+def unrecorded_calls() -> UnrecordedCalls:
+    """The calls ``record_call`` could not record since recording last worked (count 0: none)."""
+    return unrecorded_tally.snapshot()
+
+
+def _with_unrecorded(frame: pd.DataFrame) -> pd.DataFrame:
+    missing = unrecorded_tally.snapshot()
+    frame.attrs["unrecorded_calls"] = missing.count
+    if missing.count:
+        frame.attrs["unrecorded_reason"] = missing.reason
+    return frame
 
 
 def usage(
@@ -277,8 +318,11 @@ def usage(
     means UTC), a date or ISO string (``"2026-11-01"`` is midnight UTC), or a span back from
     now: ``"90s"``, ``"30m"``, ``"1h"``, ``"7d"``, ``"2w"``, or a timedelta. ``model`` and
     ``source`` take one name or a list.
+
+    ``attrs["unrecorded_calls"]``: calls made since recording last worked that could not be
+    recorded (they are not among the rows), with ``attrs["unrecorded_reason"]`` when not 0.
     """
-    return default_log().frame(since, until, model=model, source=source)
+    return _with_unrecorded(default_log().frame(since, until, model=model, source=source))
 
 
 def usage_summary(
@@ -291,7 +335,7 @@ def usage_summary(
     ``prices`` (model -> USD per 1K tokens, a number or ``{"prompt": x, "completion": y}``)
     a ``cost`` column: NaN, not 0, for a group that spent tokens on a model with no price.
     """
-    return default_log().summary(by, since=since, until=until, prices=prices)
+    return _with_unrecorded(default_log().summary(by, since=since, until=until, prices=prices))
 
 
 def summary_text(by: str = "model", since: When = None, *, prices: Prices | None = None) -> str:
@@ -344,6 +388,7 @@ def run_usage(args: argparse.Namespace) -> int:
 
 
 __all__ = [
+    "UnrecordedCalls",
     "UsageLog",
     "UsageLogError",
     "add_usage_arguments",
@@ -353,6 +398,7 @@ __all__ = [
     "record_call",
     "run_usage",
     "summary_text",
+    "unrecorded_calls",
     "usage",
     "usage_summary",
 ]
