@@ -30,7 +30,7 @@ BUSY_TIMEOUT_S = 5.0
 # over a ledger of millions of rows takes seconds on a slow disk, and giving up loses the kernel's
 # ledger for the session.
 OPEN_TIMEOUT_S = 120.0
-SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL = 5, 6, 10, 13
 # Server error bodies can be whole HTML pages; the ledger keeps the gist, not the page.
 MAX_ERROR_CHARS = 2000
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)

@@ -35,6 +35,7 @@ from .schema import (
     LABELLED,
     MEMORY,
     SQLITE_FULL,
+    SQLITE_IOERR,
     MigrationError,
     open_ledger,
     row_values,
@@ -248,6 +249,8 @@ def _advice(exc: BaseException) -> str:
     code = getattr(cause, "sqlite_errorcode", None)
     if code is not None and code & 0xFF == SQLITE_FULL:
         return "free some space on its disk, or set PIENTEGER_USAGE_DB to a file on another disk (or :memory:)"
+    if code is not None and code & 0xFF == SQLITE_IOERR:  # also what a disk too full for the WAL index says
+        return "check that its disk has free space and is writable, or set PIENTEGER_USAGE_DB to another file (or :memory:)"
     return "set PIENTEGER_USAGE_DB to a writable file (or :memory:)"
 
 
