@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import subprocess
 import threading
@@ -57,7 +58,7 @@ def _open_record_read(path: str, barrier: Any, results: Any, extra_step: bool) -
             seen = len(log)  # a read (not a frame: 16 pandas imports would dwarf the test)
             log.record(call(f"pid-{os.getpid()}"))
             results.put(("ok", log.schema_version, seen))
-    except Exception as exc:  # reported to the parent, which fails the test with it
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test with it
         results.put(("failed", repr(exc), 0))
 
 
@@ -142,7 +143,7 @@ def test_threads_opening_one_fresh_ledger_at_once_all_open_and_write(tmp_path: P
         try:
             with UsageLog(path) as log:
                 log.record(call(f"thread-{i}"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
             failures.append(repr(exc))
 
     threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(12)]
@@ -188,12 +189,47 @@ def test_a_service_error_with_a_lone_surrogate_is_still_a_row(raw_server: Callab
     assert df.attrs["unrecorded_calls"] == 0
 
 
+def test_a_deleted_ledger_is_started_again_and_unwritable_ones_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ip: Any
+) -> None:
+    folder = tmp_path / "ledger"
+    monkeypatch.setenv("PIENTEGER_USAGE_DB", str(folder / "usage.sqlite"))
+    record_call(call("first"))
+    shutil.rmtree(folder)  # rows written to the open, deleted file would be lost
+    record_call(call("after-delete"))
+    assert list(usage()["request_id"]) == ["after-delete"]
+
+    shutil.rmtree(folder)
+    folder.write_text("a file where the ledger's folder should be")  # the ledger cannot be made
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(4):
+            record_call(call(f"lost-{i}"))
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+    missing = unrecorded_calls()
+    assert missing.count == 4 and "cannot open the usage ledger" in missing.reason
+    shown = _usage_magic_output(ip)
+    assert "4 calls since" in shown and "could not be recorded" in shown
+    assert "Traceback" not in shown
+
+    folder.unlink()
+    record_call(call("back"))
+    assert unrecorded_calls().count == 0
+    df = usage()
+    assert list(df["request_id"]) == ["back"] and df.attrs["unrecorded_calls"] == 0
+    assert "could not be recorded" not in _usage_magic_output(ip)
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MB filesystem (tmpfs) at tmp_path / "disk"; skipped where mounting is not allowed."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=False, capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tiny tmpfs here (needs root): " + mounted.stderr.decode().strip())
     try:

@@ -84,6 +84,7 @@ class UsageLog:
             conn, self.schema_version = open_ledger(self.path)
             try:
                 self._labels: set[tuple[str, str]] = set(conn.execute("SELECT name, value FROM labels"))
+                self._inode = None if self.path == MEMORY else os.stat(self.path).st_ino
             except BaseException:
                 conn.close()
                 raise
@@ -115,11 +116,26 @@ class UsageLog:
         # Call with self._lock held.
         if self._conn is None:
             raise UsageLogError(f"the usage ledger at {self.path} is closed")
-        if self._pid != os.getpid() and self.path != MEMORY:
+        if self.path == MEMORY:
+            return self._conn
+        if self._pid != os.getpid():
             # A connection must not cross fork(); the child gets its own.
             self._conn = self._open()
             self._pid = os.getpid()
+        elif self._file_replaced():
+            # Rows written to a deleted file are lost: start the file again at its path. When that
+            # fails (the folder cannot be made), the old connection stays and the caller hears why.
+            conn = self._open()
+            self._conn.close()
+            self._conn = conn
         return self._conn
+
+    def _file_replaced(self) -> bool:
+        """Whether the file was deleted (or replaced by another) since this log opened it: one stat."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
 
     def _store(self) -> bool:
         return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
@@ -188,11 +204,16 @@ class UsageLog:
             return
         if self._conn is None:
             raise UsageLogError(f"the usage ledger at {self.path} is closed")
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            yield conn
-        finally:
-            conn.close()
+            # mode=rw: a ledger deleted since it was opened is an error, not a new empty file.
+            conn = sqlite3.connect(f"{Path(self.path).as_uri()}?mode=rw", timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, uri=True)
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise UsageLogError(f"cannot read the usage ledger at {self.path}: {exc}; {_advice(exc)}") from exc
 
     def frame(
         self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
