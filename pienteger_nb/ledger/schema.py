@@ -248,3 +248,14 @@ def migrate(conn: sqlite3.Connection) -> int:
             ) from exc
         raise
     return version
+
+
+def advice(exc: BaseException) -> str:
+    """What to do about an error opening or reading a ledger, from SQLite's own cause."""
+    cause = exc.__cause__ if isinstance(exc, MigrationError) else exc
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == SQLITE_FULL:
+        return "free some space on its disk, or set PIENTEGER_USAGE_DB to a file on another disk (or :memory:)"
+    if code is not None and code & 0xFF == SQLITE_IOERR:  # also what a disk too full for the WAL index says
+        return "check that its disk has free space and is writable, or set PIENTEGER_USAGE_DB to another file (or :memory:)"
+    return "set PIENTEGER_USAGE_DB to a writable file (or :memory:)"

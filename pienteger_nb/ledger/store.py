@@ -34,14 +34,12 @@ from .schema import (
     LABEL_SQL,
     LABELLED,
     MEMORY,
-    SQLITE_FULL,
-    SQLITE_IOERR,
-    MigrationError,
+    advice,
     open_ledger,
     row_values,
     row_without_surrogates,
 )
-from .unrecorded import UnrecordedCalls, unrecorded_tally
+from .unrecorded import UnrecordedCalls, unrecorded_calls, unrecorded_tally, with_unrecorded_attrs
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -89,7 +87,7 @@ class UsageLog:
                 conn.close()
                 raise
         except (OSError, sqlite3.Error) as exc:
-            raise UsageLogError(f"cannot open the usage ledger at {self.path}: {exc}; {_advice(exc)}") from exc
+            raise UsageLogError(f"cannot open the usage ledger at {self.path}: {exc}; {advice(exc)}") from exc
         return conn
 
     def __repr__(self) -> str:
@@ -213,7 +211,7 @@ class UsageLog:
             finally:
                 conn.close()
         except sqlite3.Error as exc:
-            raise UsageLogError(f"cannot read the usage ledger at {self.path}: {exc}; {_advice(exc)}") from exc
+            raise UsageLogError(f"cannot read the usage ledger at {self.path}: {exc}; {advice(exc)}") from exc
 
     def frame(
         self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
@@ -264,17 +262,6 @@ class UsageLog:
         return plot_frame(self.frame(since, until, model=model, source=source), freq=freq, ax=ax)
 
 
-def _advice(exc: BaseException) -> str:
-    """What to do about an error opening a ledger, from SQLite's own cause."""
-    cause = exc.__cause__ if isinstance(exc, MigrationError) else exc
-    code = getattr(cause, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF == SQLITE_FULL:
-        return "free some space on its disk, or set PIENTEGER_USAGE_DB to a file on another disk (or :memory:)"
-    if code is not None and code & 0xFF == SQLITE_IOERR:  # also what a disk too full for the WAL index says
-        return "check that its disk has free space and is writable, or set PIENTEGER_USAGE_DB to another file (or :memory:)"
-    return "set PIENTEGER_USAGE_DB to a writable file (or :memory:)"
-
-
 _default_lock = threading.Lock()
 _default: UsageLog | None = None
 
@@ -311,17 +298,6 @@ def record_call(rec: CallRecord) -> None:
         unrecorded_tally.succeeded()
 
 
-def unrecorded_calls() -> UnrecordedCalls:
-    """The calls ``record_call`` could not record since recording last worked (count 0: none)."""
-    return unrecorded_tally.snapshot()
-
-
-def _with_unrecorded(frame: pd.DataFrame) -> pd.DataFrame:
-    missing = unrecorded_tally.snapshot()
-    frame.attrs["unrecorded_calls"] = missing.count
-    if missing.count:
-        frame.attrs["unrecorded_reason"] = missing.reason
-    return frame
 
 
 def usage(
@@ -346,7 +322,7 @@ def usage(
     ``attrs["unrecorded_calls"]``: calls made since recording last worked that could not be
     recorded (they are not among the rows), with ``attrs["unrecorded_reason"]`` when not 0.
     """
-    return _with_unrecorded(default_log().frame(since, until, model=model, source=source))
+    return with_unrecorded_attrs(default_log().frame(since, until, model=model, source=source))
 
 
 def usage_summary(
@@ -359,7 +335,7 @@ def usage_summary(
     ``prices`` (model -> USD per 1K tokens, a number or ``{"prompt": x, "completion": y}``)
     a ``cost`` column: NaN, not 0, for a group that spent tokens on a model with no price.
     """
-    return _with_unrecorded(default_log().summary(by, since=since, until=until, prices=prices))
+    return with_unrecorded_attrs(default_log().summary(by, since=since, until=until, prices=prices))
 
 
 def summary_text(by: str = "model", since: When = None, *, prices: Prices | None = None) -> str:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,3 +58,17 @@ class UnrecordedTally:
 
 
 unrecorded_tally = UnrecordedTally()
+
+
+def unrecorded_calls() -> UnrecordedCalls:
+    """The calls ``record_call`` could not record since recording last worked (count 0: none)."""
+    return unrecorded_tally.snapshot()
+
+
+def with_unrecorded_attrs(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``attrs["unrecorded_calls"]`` (and the reason when not 0)."""
+    missing = unrecorded_tally.snapshot()
+    frame.attrs["unrecorded_calls"] = missing.count
+    if missing.count:
+        frame.attrs["unrecorded_reason"] = missing.reason
+    return frame
