@@ -23,7 +23,7 @@ from conftest import TEST_KEY
 
 from pienteger_nb import Client
 from pienteger_nb.errors import BadRequestError
-from pienteger_nb.ledger import schema
+from pienteger_nb.ledger import schema, store
 from pienteger_nb.ledger.schema import MIGRATIONS, SCHEMA_VERSION
 from pienteger_nb.ledger.store import UsageLog, UsageLogError, record_call, unrecorded_calls, usage
 from pienteger_nb.types import CallRecord
@@ -195,10 +195,15 @@ def test_a_deleted_ledger_is_started_again_and_unwritable_ones_are_counted(
     folder = tmp_path / "ledger"
     monkeypatch.setenv("PIENTEGER_USAGE_DB", str(folder / "usage.sqlite"))
     record_call(call("first"))
-    shutil.rmtree(folder)  # rows written to the open, deleted file would be lost
-    record_call(call("after-delete"))
-    assert list(usage()["request_id"]) == ["after-delete"]
+    shutil.rmtree(folder)  # the open connection writes on into the deleted file
+    record_call(call("after-delete-1"))
+    record_call(call("after-delete-2"))
+    # Every row written since the file was last seen in place is written again into a new one.
+    assert list(usage()["request_id"]) == ["first", "after-delete-1", "after-delete-2"]
+    record_call(call("after-delete-3"))
+    assert list(usage()["request_id"])[-2:] == ["after-delete-2", "after-delete-3"]
 
+    monkeypatch.setattr(store, "FILE_CHECK_INTERVAL_S", 0.0)  # look at the file at every row
     shutil.rmtree(folder)
     folder.write_text("a file where the ledger's folder should be")  # the ledger cannot be made
     with warnings.catch_warnings(record=True) as caught:

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -50,6 +51,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .views import Prices
 
 
+# How often a ledger looks whether its file is still in place (see _rows_to_write_again).
+FILE_CHECK_INTERVAL_S = 1.0
+
+
 class UsageLogError(PientegerError):
     """The usage ledger could not be opened or written."""
 
@@ -73,6 +78,10 @@ class UsageLog:
         self.store_prompts = store_prompts
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        # Rows written since the file was last seen in place, and rows to write again (see
+        # _rows_to_write_again).
+        self._unchecked: list[tuple[Any, ...]] = []
+        self._lost: list[tuple[Any, ...]] = []
         self._conn: sqlite3.Connection | None = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -83,6 +92,7 @@ class UsageLog:
             try:
                 self._labels: set[tuple[str, str]] = set(conn.execute("SELECT name, value FROM labels"))
                 self._inode = None if self.path == MEMORY else os.stat(self.path).st_ino
+                self._checked_at = time.monotonic()
             except BaseException:
                 conn.close()
                 raise
@@ -114,26 +124,38 @@ class UsageLog:
         # Call with self._lock held.
         if self._conn is None:
             raise UsageLogError(f"the usage ledger at {self.path} is closed")
-        if self.path == MEMORY:
-            return self._conn
-        if self._pid != os.getpid():
+        if self._pid != os.getpid() and self.path != MEMORY:
             # A connection must not cross fork(); the child gets its own.
             self._conn = self._open()
             self._pid = os.getpid()
-        elif self._file_replaced():
-            # Rows written to a deleted file are lost: start the file again at its path. When that
-            # fails (the folder cannot be made), the old connection stays and the caller hears why.
+            self._unchecked, self._lost = [], []  # the parent's rows: the parent looks after them
+        return self._conn
+
+    def _rows_to_write_again(self, *, now: bool = False) -> list[tuple[Any, ...]]:
+        """Rows that went into a file deleted since (almost always none); call with the lock held.
+
+        A connection keeps writing into a deleted file, so those rows would be lost. A stat per
+        row would cost a tenth of a row's time: the file is looked at once a
+        ``FILE_CHECK_INTERVAL_S`` (and before every read), and the rows written since the last
+        look are kept until the next one, to be written again into a new file at the path.
+        """
+        if self.path == MEMORY or (not now and time.monotonic() - self._checked_at < FILE_CHECK_INTERVAL_S):
+            return self._lost
+        try:
+            replaced = os.stat(self.path).st_ino != self._inode
+        except OSError:
+            replaced = True
+        if replaced:
+            # When this fails (the folder cannot be made) the old connection stays, the rows stay
+            # kept, and the caller hears why; the next record or read tries again.
+            assert self._conn is not None
             conn = self._open()
             self._conn.close()
             self._conn = conn
-        return self._conn
-
-    def _file_replaced(self) -> bool:
-        """Whether the file was deleted (or replaced by another) since this log opened it: one stat."""
-        try:
-            return os.stat(self.path).st_ino != self._inode
-        except OSError:
-            return True
+            self._lost = self._lost + self._unchecked
+        self._unchecked = []
+        self._checked_at = time.monotonic()
+        return self._lost
 
     def _store(self) -> bool:
         return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
@@ -163,6 +185,10 @@ class UsageLog:
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         try:
             with self._lock:
+                self._connection()  # a child process after fork() opens its own first
+                lost = self._rows_to_write_again()  # may open the file again
+                if lost:
+                    rows = lost + rows
                 conn = self._connection()
                 new = {
                     (name, row[at]) for row in rows for name, at in zip(LABELLED, LABEL_AT)
@@ -170,6 +196,8 @@ class UsageLog:
                 }
                 if not new and len(rows) == 1:
                     conn.execute(INSERT_SQL, rows[0])  # autocommit: its own transaction
+                    self._unchecked.append(rows[0])
+                    self._lost = []
                     return
                 # A new label goes in with its row, so a reader never sees one without the other.
                 conn.execute("BEGIN IMMEDIATE")
@@ -182,6 +210,8 @@ class UsageLog:
                         conn.execute("ROLLBACK")
                     raise
                 self._labels.update(new)
+                self._unchecked.extend(rows)
+                self._lost = []
         except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an integer past SQLite's 64 bits
             raise UsageLogError(f"could not record in the usage ledger at {self.path}: {exc}") from exc
 
@@ -202,6 +232,10 @@ class UsageLog:
             return
         if self._conn is None:
             raise UsageLogError(f"the usage ledger at {self.path} is closed")
+        with self._lock:
+            pending = bool(self._rows_to_write_again(now=True))
+        if pending:
+            self._write([])  # a read sees every row recorded, also after the file was deleted
         try:
             # mode=rw: a ledger deleted since it was opened is an error, not a new empty file.
             conn = sqlite3.connect(f"{Path(self.path).as_uri()}?mode=rw", timeout=BUSY_TIMEOUT_S,
