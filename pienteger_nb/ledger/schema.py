@@ -190,11 +190,8 @@ def open_ledger(path: str, *, timeout_s: float = OPEN_TIMEOUT_S) -> tuple[sqlite
     while True:
         conn = None
         try:
-            conn = connect(path, busy_timeout_s=timeout_s)
-            version = migrate(conn)
-            if timeout_s != BUSY_TIMEOUT_S:  # a row waits for another writer no longer than before
-                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            return conn, version
+            conn = connect(path)
+            return conn, migrate(conn, wait_s=timeout_s)
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
@@ -217,15 +214,23 @@ class MigrationError(sqlite3.OperationalError):
         self.version, self.target = version, target
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the file up to SCHEMA_VERSION (a newer file is left alone); returns its version now."""
+def migrate(conn: sqlite3.Connection, *, wait_s: float = OPEN_TIMEOUT_S) -> int:
+    """Bring the file up to SCHEMA_VERSION (a newer file is left alone); returns its version now.
+
+    ``wait_s``: how long to wait for another process that holds the write lock (migrating).
+    """
     # A file already up to date costs one read, no write lock: most opens are of such files.
-    if _user_version(conn) >= SCHEMA_VERSION:
-        return _user_version(conn)
-    # IMMEDIATE takes the write lock first (waiting up to the busy timeout for a process that is
-    # migrating), so the version read next is the one this transaction will change: two processes
-    # opening an old file at once never both run the same step.
-    conn.execute("BEGIN IMMEDIATE")
+    version = _user_version(conn)
+    if version >= SCHEMA_VERSION:
+        return version
+    # IMMEDIATE takes the write lock first (waiting for a process that is migrating), so the
+    # version read next is the one this transaction will change: two processes opening an old
+    # file at once never both run the same step.
+    conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:  # a row waits for another writer no longer than before
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     version = start = _user_version(conn)
     try:
         for step in range(start, SCHEMA_VERSION):

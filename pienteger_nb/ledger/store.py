@@ -15,6 +15,7 @@ pandas is imported only inside the functions that build frames: importing this m
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import sys
@@ -92,7 +93,8 @@ class UsageLog:
             try:
                 self._labels: set[tuple[str, str]] = set(conn.execute("SELECT name, value FROM labels"))
                 self._inode = None if self.path == MEMORY else os.stat(self.path).st_ino
-                self._checked_at = time.monotonic()
+                # An in-memory ledger has no file to look at: its next look is never due.
+                self._checked_at = math.inf if self.path == MEMORY else time.monotonic()
             except BaseException:
                 conn.close()
                 raise
@@ -175,43 +177,44 @@ class UsageLog:
         self._write(rows)
         return len(rows)
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        try:
-            self._insert(rows)
-        except UnicodeEncodeError:
-            # Checked only when SQLite refuses a text: the usual row pays nothing for it.
-            self._insert([row_without_surrogates(row) for row in rows])
-
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], *, text_checked: bool = False) -> None:
+        written = rows
         try:
             with self._lock:
-                self._connection()  # a child process after fork() opens its own first
-                lost = self._rows_to_write_again()  # may open the file again
-                if lost:
-                    rows = lost + rows
                 conn = self._connection()
+                lost = self._lost
+                if lost or time.monotonic() - self._checked_at >= FILE_CHECK_INTERVAL_S:
+                    lost = self._rows_to_write_again()  # may open the file again
+                    written = lost + rows
+                    conn = self._connection()
                 new = {
-                    (name, row[at]) for row in rows for name, at in zip(LABELLED, LABEL_AT)
+                    (name, row[at]) for row in written for name, at in zip(LABELLED, LABEL_AT)
                     if row[at] is not None and (name, row[at]) not in self._labels
                 }
-                if not new and len(rows) == 1:
-                    conn.execute(INSERT_SQL, rows[0])  # autocommit: its own transaction
-                    self._unchecked.append(rows[0])
-                    self._lost = []
+                if not new and len(written) == 1:
+                    conn.execute(INSERT_SQL, written[0])  # autocommit: its own transaction
+                    self._unchecked.append(written[0])
+                    if lost:
+                        self._lost = []
                     return
                 # A new label goes in with its row, so a reader never sees one without the other.
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(LABEL_SQL, sorted(new))
-                    conn.executemany(INSERT_SQL, rows)
+                    conn.executemany(INSERT_SQL, written)
                     conn.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                     raise
                 self._labels.update(new)
-                self._unchecked.extend(rows)
+                self._unchecked.extend(written)
                 self._lost = []
+        except UnicodeEncodeError:
+            if text_checked:
+                raise
+            # Made valid only when SQLite refuses a text: the usual row pays nothing for it.
+            self._write([row_without_surrogates(row) for row in rows], text_checked=True)
         except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an integer past SQLite's 64 bits
             raise UsageLogError(f"could not record in the usage ledger at {self.path}: {exc}") from exc
 
