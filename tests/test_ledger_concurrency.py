@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -47,9 +48,11 @@ def _open_record_read(path: str, barrier: Any, results: Any, extra_step: bool) -
     """Child: wait for the others, open the ledger, read it, write one row; report what happened."""
     if extra_step:
         # A step that leaves one row per run in the file: the count proves how many runs there were.
+        # It holds the write lock a while, as a step over a large ledger does: the others wait.
         schema.MIGRATIONS = (*schema.MIGRATIONS, (
-            "CREATE TABLE IF NOT EXISTS migration_runs (pid INTEGER NOT NULL)",
-            f"INSERT INTO migration_runs VALUES ({os.getpid()})",
+            "CREATE TABLE IF NOT EXISTS migration_runs (pid INTEGER NOT NULL, work INTEGER NOT NULL)",
+            f"""INSERT INTO migration_runs WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n
+                WHERE i < 1000000) SELECT {os.getpid()}, count(*) FROM n""",
         ))
         schema.SCHEMA_VERSION = len(schema.MIGRATIONS)
     try:
@@ -315,3 +318,33 @@ def test_a_full_disk_during_migration_names_the_real_cause(tiny_disk: Path) -> N
     assert file_state(path, "PRAGMA user_version") == [(1,)]  # rolled back whole
     with UsageLog(path) as log:
         assert log.schema_version == SCHEMA_VERSION and len(log) == 8000
+
+
+FILE_SIZE_LIMITED_OPEN = """
+import resource, signal, sys
+from pienteger_nb.ledger.store import UsageLog, UsageLogError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    UsageLog(sys.argv[1])
+except UsageLogError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs RLIMIT_FSIZE")
+def test_a_write_error_during_migration_names_the_real_cause_without_root(tmp_path: Path) -> None:
+    # The same as a full disk for a process that may not mount one: its files may not grow.
+    path = tmp_path / "old.sqlite"
+    ledger_at(path, 1, rows=8000)
+    file_state(path, "PRAGMA wal_checkpoint(TRUNCATE)")  # the rows in the file, the WAL empty
+    child = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMITED_OPEN, str(path)], check=False, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert child.stderr == ""
+    message = child.stdout.strip()
+    assert message.startswith(f"cannot open the usage ledger at {path}: upgrading its schema from version 1")
+    assert "disk I/O error" in message and "free space" in message and "cannot rollback" not in message
+    assert file_state(path, "PRAGMA user_version") == [(1,)]
+    assert file_state(path, "SELECT count(*) FROM calls") == [(8000,)]
