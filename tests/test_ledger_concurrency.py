@@ -24,7 +24,7 @@ from conftest import TEST_KEY
 
 from pienteger_nb import Client
 from pienteger_nb.errors import BadRequestError
-from pienteger_nb.ledger import schema, store
+from pienteger_nb.ledger import schema, watch
 from pienteger_nb.ledger.schema import MIGRATIONS, SCHEMA_VERSION
 from pienteger_nb.ledger.store import UsageLog, UsageLogError, record_call, unrecorded_calls, usage
 from pienteger_nb.types import CallRecord
@@ -206,7 +206,7 @@ def test_a_deleted_ledger_is_started_again_and_unwritable_ones_are_counted(
     record_call(call("after-delete-3"))
     assert list(usage()["request_id"])[-2:] == ["after-delete-2", "after-delete-3"]
 
-    monkeypatch.setattr(store, "FILE_CHECK_INTERVAL_S", 0.0)  # look at the file at every row
+    monkeypatch.setattr(watch, "FILE_CHECK_INTERVAL_S", 0.0)  # look at the file at every row
     shutil.rmtree(folder)
     folder.write_text("a file where the ledger's folder should be")  # the ledger cannot be made
     with warnings.catch_warnings(record=True) as caught:

@@ -15,12 +15,10 @@ pandas is imported only inside the functions that build frames: importing this m
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sqlite3
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,6 +40,7 @@ from .schema import (
     row_without_surrogates,
 )
 from .unrecorded import UnrecordedCalls, unrecorded_calls, unrecorded_tally, with_unrecorded_attrs
+from .watch import FileWatch
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -50,10 +49,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .frame import When
     from .views import Prices
-
-
-# How often a ledger looks whether its file is still in place (see _rows_to_write_again).
-FILE_CHECK_INTERVAL_S = 1.0
 
 
 class UsageLogError(PientegerError):
@@ -79,10 +74,7 @@ class UsageLog:
         self.store_prompts = store_prompts
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        # Rows written since the file was last seen in place, and rows to write again (see
-        # _rows_to_write_again).
-        self._unchecked: list[tuple[Any, ...]] = []
-        self._lost: list[tuple[Any, ...]] = []
+        self._watch = FileWatch(self.path)
         self._conn: sqlite3.Connection | None = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -92,9 +84,7 @@ class UsageLog:
             conn, self.schema_version = open_ledger(self.path)
             try:
                 self._labels: set[tuple[str, str]] = set(conn.execute("SELECT name, value FROM labels"))
-                self._inode = None if self.path == MEMORY else os.stat(self.path).st_ino
-                # An in-memory ledger has no file to look at: its next look is never due.
-                self._checked_at = math.inf if self.path == MEMORY else time.monotonic()
+                self._watch.opened()
             except BaseException:
                 conn.close()
                 raise
@@ -130,34 +120,26 @@ class UsageLog:
             # A connection must not cross fork(); the child gets its own.
             self._conn = self._open()
             self._pid = os.getpid()
-            self._unchecked, self._lost = [], []  # the parent's rows: the parent looks after them
+            self._watch.forget()
         return self._conn
 
     def _rows_to_write_again(self, *, now: bool = False) -> list[tuple[Any, ...]]:
         """Rows that went into a file deleted since (almost always none); call with the lock held.
 
-        A connection keeps writing into a deleted file, so those rows would be lost. A stat per
-        row would cost a tenth of a row's time: the file is looked at once a
-        ``FILE_CHECK_INTERVAL_S`` (and before every read), and the rows written since the last
-        look are kept until the next one, to be written again into a new file at the path.
+        Looks at the file when a look is due (``watch.py``) or ``now``; a file that has gone is
+        opened again (created) at its path. When that fails, the old connection stays, the rows
+        stay kept, and the caller hears why; the next record or read tries again.
         """
-        if self.path == MEMORY or (not now and time.monotonic() - self._checked_at < FILE_CHECK_INTERVAL_S):
-            return self._lost
-        try:
-            replaced = os.stat(self.path).st_ino != self._inode
-        except OSError:
-            replaced = True
-        if replaced:
-            # When this fails (the folder cannot be made) the old connection stays, the rows stay
-            # kept, and the caller hears why; the next record or read tries again.
-            assert self._conn is not None
-            conn = self._open()
-            self._conn.close()
-            self._conn = conn
-            self._lost = self._lost + self._unchecked
-        self._unchecked = []
-        self._checked_at = time.monotonic()
-        return self._lost
+        watch = self._watch
+        if now or watch.due():
+            replaced = watch.replaced()
+            if replaced:
+                assert self._conn is not None
+                conn = self._open()
+                self._conn.close()
+                self._conn = conn
+            watch.looked(replaced=replaced)
+        return watch.lost
 
     def _store(self) -> bool:
         return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
@@ -182,10 +164,8 @@ class UsageLog:
         try:
             with self._lock:
                 conn = self._connection()
-                lost = self._lost
-                if lost or time.monotonic() - self._checked_at >= FILE_CHECK_INTERVAL_S:
-                    lost = self._rows_to_write_again()  # may open the file again
-                    written = lost + rows
+                if self._watch.due():
+                    written = self._rows_to_write_again() + rows  # may open the file again
                     conn = self._connection()
                 new = {
                     (name, row[at]) for row in written for name, at in zip(LABELLED, LABEL_AT)
@@ -193,9 +173,7 @@ class UsageLog:
                 }
                 if not new and len(written) == 1:
                     conn.execute(INSERT_SQL, written[0])  # autocommit: its own transaction
-                    self._unchecked.append(written[0])
-                    if lost:
-                        self._lost = []
+                    self._watch.written(written)
                     return
                 # A new label goes in with its row, so a reader never sees one without the other.
                 conn.execute("BEGIN IMMEDIATE")
@@ -208,8 +186,7 @@ class UsageLog:
                         conn.execute("ROLLBACK")
                     raise
                 self._labels.update(new)
-                self._unchecked.extend(written)
-                self._lost = []
+                self._watch.written(written)
         except UnicodeEncodeError:
             if text_checked:
                 raise
@@ -237,8 +214,9 @@ class UsageLog:
             raise UsageLogError(f"the usage ledger at {self.path} is closed")
         with self._lock:
             pending = bool(self._rows_to_write_again(now=True))
-        if pending:
-            self._write([])  # a read sees every row recorded, also after the file was deleted
+        if pending:  # a read sees every row recorded, also after the file was deleted
+            with contextlib.suppress(UsageLogError):  # still kept: the next record() tries again
+                self._write([])
         try:
             # mode=rw: a ledger deleted since it was opened is an error, not a new empty file.
             conn = sqlite3.connect(f"{Path(self.path).as_uri()}?mode=rw", timeout=BUSY_TIMEOUT_S,
