@@ -6,8 +6,11 @@ killed, and a crash never leaves half a row (it does not fsync per row, so a pow
 the last rows; ``CONTRACT.md`` explains the trade). One connection, guarded by a lock, takes
 rows from any number of threads; ``busy_timeout`` lets several processes share a file.
 
-The schema is versioned (``ledger_schema``): opening an older file migrates it in place (new
-columns only), so ledgers written by earlier releases keep working.
+The schema is versioned (``schema.py``): opening an older file migrates it in place (new
+columns only), so ledgers written by earlier releases keep working; any number of processes may
+open, create or migrate one file at once (``schema.open_ledger``). A file deleted while open is
+started again without losing the rows written into it (``watch.py``); calls ``record_call`` could
+not record are counted (``unrecorded.py``) and shown by ``%pienteger usage`` and ``usage()``.
 
 pandas is imported only inside the functions that build frames: importing this module is cheap.
 """
