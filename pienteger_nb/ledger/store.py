@@ -22,6 +22,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -167,7 +168,8 @@ class UsageLog:
         try:
             with self._lock:
                 conn = self._connection()
-                if self._watch.due():
+                watch = self._watch
+                if watch.lost or time.monotonic() >= watch.next_look:  # watch.due(), inline: per row
                     written = self._rows_to_write_again() + rows  # may open the file again
                     conn = self._connection()
                 new = {
@@ -176,7 +178,9 @@ class UsageLog:
                 }
                 if not new and len(written) == 1:
                     conn.execute(INSERT_SQL, written[0])  # autocommit: its own transaction
-                    self._watch.written(written)
+                    watch.unchecked.append(written[0])
+                    if watch.lost:
+                        watch.lost = []
                     return
                 # A new label goes in with its row, so a reader never sees one without the other.
                 conn.execute("BEGIN IMMEDIATE")
@@ -189,7 +193,7 @@ class UsageLog:
                         conn.execute("ROLLBACK")
                     raise
                 self._labels.update(new)
-                self._watch.written(written)
+                watch.written(written)
         except UnicodeEncodeError:
             if text_checked:
                 raise

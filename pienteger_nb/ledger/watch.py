@@ -27,20 +27,20 @@ class FileWatch:
         self.unchecked: list[tuple[Any, ...]] = []  # written since the file was last seen in place
         self.lost: list[tuple[Any, ...]] = []  # written into a file now gone: to write again
         self.inode: int | None = None
-        self.looked_at = math.inf  # an in-memory ledger has no file: its next look is never due
+        self.next_look = math.inf  # monotonic time; an in-memory ledger has no file to look at
 
     def opened(self) -> None:
         """The file now at the path is the one written from here on."""
         if self.path != MEMORY:
             self.inode = os.stat(self.path).st_ino
-            self.looked_at = time.monotonic()
+            self.next_look = time.monotonic() + FILE_CHECK_INTERVAL_S
 
     def forget(self) -> None:
         """Drop the kept rows (a child after fork(): they are the parent's to look after)."""
         self.unchecked, self.lost = [], []
 
     def due(self) -> bool:
-        return bool(self.lost) or time.monotonic() - self.looked_at >= FILE_CHECK_INTERVAL_S
+        return bool(self.lost) or time.monotonic() >= self.next_look
 
     def replaced(self) -> bool:
         """Whether the file was deleted (or another put in its place) since it was opened."""
@@ -56,7 +56,7 @@ class FileWatch:
         if replaced:
             self.lost = self.lost + self.unchecked
         self.unchecked = []
-        self.looked_at = time.monotonic()
+        self.next_look = time.monotonic() + FILE_CHECK_INTERVAL_S
 
     def written(self, rows: list[tuple[Any, ...]]) -> None:
         """``rows`` (the lost ones among them) are committed to the file now open."""
