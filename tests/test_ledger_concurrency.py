@@ -204,9 +204,9 @@ def test_a_deleted_ledger_is_started_again_and_unwritable_ones_are_counted(
     # Every row written since the file was last seen in place is written again into a new one.
     assert list(usage()["request_id"]) == ["first", "after-delete-1", "after-delete-2"]
     record_call(call("after-delete-3"))
-    assert list(usage()["request_id"])[-2:] == ["after-delete-2", "after-delete-3"]
+    monkeypatch.setattr(watch, "FILE_CHECK_INTERVAL_S", 0.0)  # from the next look on: at every row
+    assert list(usage()["request_id"])[-2:] == ["after-delete-2", "after-delete-3"]  # a read looks
 
-    monkeypatch.setattr(watch, "FILE_CHECK_INTERVAL_S", 0.0)  # look at the file at every row
     shutil.rmtree(folder)
     folder.write_text("a file where the ledger's folder should be")  # the ledger cannot be made
     with warnings.catch_warnings(record=True) as caught:
