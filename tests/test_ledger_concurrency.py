@@ -26,7 +26,14 @@ from pienteger_nb import Client
 from pienteger_nb.errors import BadRequestError
 from pienteger_nb.ledger import schema, watch
 from pienteger_nb.ledger.schema import MIGRATIONS, SCHEMA_VERSION
-from pienteger_nb.ledger.store import UsageLog, UsageLogError, record_call, unrecorded_calls, usage
+from pienteger_nb.ledger.store import (
+    UsageLog,
+    UsageLogError,
+    record_call,
+    unrecorded_calls,
+    usage,
+    usage_summary,
+)
 from pienteger_nb.types import CallRecord
 
 T0 = dt.datetime(2026, 11, 1, 9, 30, tzinfo=dt.UTC)
@@ -284,6 +291,7 @@ def test_failures_to_record_are_counted_and_shown_until_recording_works(
 
     df = usage()
     assert df.attrs["unrecorded_calls"] == 3 and "disk is full" in df.attrs["unrecorded_reason"]
+    assert usage_summary().attrs["unrecorded_calls"] == 3
     assert list(df["request_id"]) == ["before"]
     shown = _usage_magic_output(ip)
     assert "3 calls since" in shown and "could not be recorded" in shown and "disk is full" in shown
