@@ -1,5 +1,7 @@
 """Usage ledger speed: run ``python benchmarks/usage.py`` (about a minute); prints figures.
 
+``--quick`` runs sections 1 and 4 only (seconds, no 10^6-row ledger).
+
 1. record(): median time to write one row with its commit, WAL + synchronous=NORMAL (what
    UsageLog uses) beside synchronous=FULL (an fsync per row, the contract's baseline).
 2. 8 threads x 500 rows: one shared connection behind a lock (what UsageLog does) against a
@@ -7,11 +9,15 @@
 3. A ledger of 10^6 rows (bulk-inserted with executemany): file size, the DataFrame build
    (UsageLog.frame) beside the obvious cursor.fetchall() + DataFrame and pd.read_sql, and the
    summaries (usage_summary reads only the columns it needs).
+4. Opening: UsageLog() on a ledger already at the current schema, and on a path with no file
+   (created and migrated); then 16 processes opening one fresh file at the same instant
+   (a barrier releases them): wall time until all have opened, and how many failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import random
 import sqlite3
@@ -203,6 +209,49 @@ def bench_big(folder: Path) -> None:
     log.close()
 
 
+def bench_open(folder: Path) -> None:
+    existing = folder / "open_existing.sqlite"
+    UsageLog(existing).close()
+    for label, path_of in (
+        ("an existing ledger", lambda i: existing),
+        ("a new file (created + migrated)", lambda i: folder / f"open_new_{i}.sqlite"),
+    ):
+        times = []
+        for i in range(300):
+            path = path_of(i)
+            t0 = time.perf_counter()
+            UsageLog(path).close()
+            times.append(time.perf_counter() - t0)
+        print(f"UsageLog() opening {label}: median {statistics.median(times) * 1e6:8.1f} us over {len(times)}")
+
+    ctx = multiprocessing.get_context("fork")
+    walls, failures = [], 0
+    for round_ in range(10):
+        path = folder / f"open_16_{round_}.sqlite"
+        barrier, results = ctx.Barrier(17), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_barrier, args=(path, barrier, results)) for _ in range(16)]
+        for proc in procs:
+            proc.start()
+        barrier.wait(timeout=60)  # the clock starts when all 16 are released at once
+        t0 = time.perf_counter()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        walls.append(time.perf_counter() - t0)
+        for proc in procs:
+            proc.join(timeout=30)
+        failures += sum(1 for outcome in outcomes if outcome)
+    print(f"16 processes opening one fresh ledger at once: median {statistics.median(walls) * 1e3:.1f} ms until all "
+          f"have opened (10 rounds), {failures} of 160 opens failed")
+
+
+def _open_at_barrier(path: Path, barrier: object, results: object) -> None:
+    barrier.wait(timeout=60)  # type: ignore[attr-defined]
+    try:
+        UsageLog(path).close()
+        results.put("")  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - counted and shown by the parent
+        results.put(str(exc) or type(exc).__name__)  # type: ignore[attr-defined]
+
+
 def main() -> None:
     t0 = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -211,8 +260,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pienteger-usage-bench-") as tmp:
         folder = Path(tmp)
         bench_record(folder)
-        bench_threads(folder)
-        bench_big(folder)
+        bench_open(folder)
+        if "--quick" not in sys.argv:
+            bench_threads(folder)
+            bench_big(folder)
     print(f"total benchmark time: {time.perf_counter() - t0:.0f} s")
 
 

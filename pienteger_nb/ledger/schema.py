@@ -3,15 +3,25 @@
 A file's ``PRAGMA user_version`` says which of ``MIGRATIONS`` it has had. Migration N takes a
 file from version N to N + 1 and only adds (columns, indexes, tables), so an older file opens
 and gains the new columns, and an older release can still write to a newer file.
+
+Many kernels may open one file at the same instant (a JupyterHub user opening several
+notebooks, every kernel after an upgrade). ``open_ledger`` makes that safe: creation and the
+pending steps run in one ``BEGIN IMMEDIATE`` transaction that re-reads the version once it holds
+the write lock, so exactly one process migrates and the others find the work done and go on;
+the few places where SQLite answers "database is locked" without waiting (switching a new file
+to WAL, a WAL being recovered) are retried until ``OPEN_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import getpass
 import json
 import os
+import random
 import sqlite3
+import time
 from typing import Any
 
 from ..kernel import notebook_path
@@ -20,6 +30,11 @@ from .prices import cost_usd
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_S = 5.0
+# How long opening waits for another process's migration: adding an index or filling a table
+# over a ledger of millions of rows takes seconds on a slow disk, and giving up loses the kernel's
+# ledger for the session.
+OPEN_TIMEOUT_S = 120.0
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL = 5, 6, 10, 13
 # Server error bodies can be whole HTML pages; the ledger keeps the gist, not the page.
 MAX_ERROR_CHARS = 2000
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -221,29 +236,117 @@ def row_values(rec: CallRecord, *, store_prompts: bool) -> tuple[Any, ...]:
     )
 
 
-def connect(path: str) -> sqlite3.Connection:
+def text_without_surrogates(value: str) -> str:
+    """``value`` as valid Unicode: surrogate pairs joined, a lone surrogate replaced by U+FFFD."""
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def row_without_surrogates(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row with every text made storable (SQLite refuses a lone surrogate: UTF-8 has none)."""
+    return tuple(text_without_surrogates(v) if isinstance(v, str) else v for v in row)
+
+
+def connect(path: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """A connection in autocommit mode (each statement is its own transaction), WAL, NORMAL sync."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    if path != MEMORY:
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    try:
+        if path != MEMORY:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the file up to SCHEMA_VERSION (a newer file is left alone); returns its version now."""
-    # IMMEDIATE: two processes opening a new file at once must not both run the same step.
-    conn.execute("BEGIN IMMEDIATE")
+def is_busy(exc: BaseException) -> bool:
+    """Whether SQLite said "database is locked" (or "table is locked"): worth another try."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and code is not None and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+
+
+def open_ledger(path: str, *, timeout_s: float = OPEN_TIMEOUT_S) -> tuple[sqlite3.Connection, int]:
+    """A connection to ``path`` with the schema brought up to date; and the file's version.
+
+    Retries, until ``timeout_s``, what SQLite refuses at once when other processes are creating
+    or migrating the same file; any other error is raised as it is.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001
+    while True:
+        conn = None
+        try:
+            conn = connect(path)
+            return conn, migrate(conn, wait_s=timeout_s)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        # Jitter: processes released together must not retry together.
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, 0.05)
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+class MigrationError(sqlite3.OperationalError):
+    """A migration step failed; the file is left at ``version`` (the step was rolled back)."""
+
+    def __init__(self, message: str, *, version: int, target: int) -> None:
+        super().__init__(message)
+        self.version, self.target = version, target
+
+
+def migrate(conn: sqlite3.Connection, *, wait_s: float = OPEN_TIMEOUT_S) -> int:
+    """Bring the file up to SCHEMA_VERSION (a newer file is left alone); returns its version now.
+
+    ``wait_s``: how long to wait for another process that holds the write lock (migrating).
+    """
+    # A file already up to date costs one read, no write lock: most opens are of such files.
+    version = _user_version(conn)
+    if version >= SCHEMA_VERSION:
+        return version
+    # IMMEDIATE takes the write lock first (waiting for a process that is migrating), so the
+    # version read next is the one this transaction will change: two processes opening an old
+    # file at once never both run the same step.
+    conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for step in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+    finally:  # a row waits for another writer no longer than before
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    version = start = _user_version(conn)
+    try:
+        for step in range(start, SCHEMA_VERSION):
             for statement in MIGRATIONS[step]:
                 conn.execute(statement)
             version = step + 1
+        if version != start:
             conn.execute(f"PRAGMA user_version = {version}")
         conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        # A full disk or an I/O error has already rolled the transaction back: a second ROLLBACK
+        # would fail with "cannot rollback - no transaction is active" and hide the real cause.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error) and not is_busy(exc):
+            raise MigrationError(
+                f"upgrading its schema from version {start} to {SCHEMA_VERSION} failed ({exc}); the file "
+                f"is unchanged", version=start, target=SCHEMA_VERSION,
+            ) from exc
         raise
     return version
+
+
+def advice(exc: BaseException) -> str:
+    """What to do about an error opening or reading a ledger, from SQLite's own cause."""
+    cause = exc.__cause__ if isinstance(exc, MigrationError) else exc
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == SQLITE_FULL:
+        return "free some space on its disk, or set PIENTEGER_USAGE_DB to a file on another disk (or :memory:)"
+    if code is not None and code & 0xFF == SQLITE_IOERR:  # also what a disk too full for the WAL index says
+        return "check that its disk has free space and is writable, or set PIENTEGER_USAGE_DB to another file (or :memory:)"
+    return "set PIENTEGER_USAGE_DB to a writable file (or :memory:)"

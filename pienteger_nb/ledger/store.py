@@ -6,8 +6,11 @@ killed, and a crash never leaves half a row (it does not fsync per row, so a pow
 the last rows; ``CONTRACT.md`` explains the trade). One connection, guarded by a lock, takes
 rows from any number of threads; ``busy_timeout`` lets several processes share a file.
 
-The schema is versioned (``ledger_schema``): opening an older file migrates it in place (new
-columns only), so ledgers written by earlier releases keep working.
+The schema is versioned (``schema.py``): opening an older file migrates it in place (new
+columns only), so ledgers written by earlier releases keep working; any number of processes may
+open, create or migrate one file at once (``schema.open_ledger``). A file deleted while open is
+started again without losing the rows written into it (``watch.py``); calls ``record_call`` could
+not record are counted (``unrecorded.py``) and shown by ``%pienteger usage`` and ``usage()``.
 
 pandas is imported only inside the functions that build frames: importing this module is cheap.
 """
@@ -19,6 +22,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,10 +39,13 @@ from .schema import (
     LABEL_SQL,
     LABELLED,
     MEMORY,
-    connect,
-    migrate,
+    advice,
+    open_ledger,
     row_values,
+    row_without_surrogates,
 )
+from .unrecorded import UnrecordedCalls, unrecorded_calls, unrecorded_tally, with_unrecorded_attrs
+from .watch import FileWatch
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -72,24 +79,22 @@ class UsageLog:
         self.store_prompts = store_prompts
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._watch = FileWatch(self.path)
         self._conn: sqlite3.Connection | None = self._open()
 
     def _open(self) -> sqlite3.Connection:
         try:
             if self.path != MEMORY:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(self.path)
+            conn, self.schema_version = open_ledger(self.path)
             try:
-                self.schema_version = migrate(conn)
                 self._labels: set[tuple[str, str]] = set(conn.execute("SELECT name, value FROM labels"))
+                self._watch.opened()
             except BaseException:
                 conn.close()
                 raise
         except (OSError, sqlite3.Error) as exc:
-            raise UsageLogError(
-                f"cannot open the usage ledger at {self.path}: {exc}; set PIENTEGER_USAGE_DB to a "
-                "writable file (or :memory:)"
-            ) from exc
+            raise UsageLogError(f"cannot open the usage ledger at {self.path}: {exc}; {advice(exc)}") from exc
         return conn
 
     def __repr__(self) -> str:
@@ -120,14 +125,37 @@ class UsageLog:
             # A connection must not cross fork(); the child gets its own.
             self._conn = self._open()
             self._pid = os.getpid()
+            self._watch.forget()
         return self._conn
+
+    def _rows_to_write_again(self, *, now: bool = False) -> list[tuple[Any, ...]]:
+        """Rows that went into a file deleted since (almost always none); call with the lock held.
+
+        Looks at the file when a look is due (``watch.py``) or ``now``; a file that has gone is
+        opened again (created) at its path. When that fails, the old connection stays, the rows
+        stay kept, and the caller hears why; the next record or read tries again.
+        """
+        watch = self._watch
+        if now or watch.due():
+            replaced = watch.replaced()
+            if replaced:
+                assert self._conn is not None
+                conn = self._open()
+                self._conn.close()
+                self._conn = conn
+            watch.looked(replaced=replaced)
+        return watch.lost
 
     def _store(self) -> bool:
         return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
 
     def record(self, rec: CallRecord) -> None:
         """Write one call as one row, committed before this returns (and file or count its
-        answer in the replay cache when the call may be replayed)."""
+        answer in the replay cache when the call may be replayed).
+
+        Text that is not valid Unicode (a lone surrogate in an error message, a model name, a
+        prompt) is stored with U+FFFD in its place rather than losing the row.
+        """
         store = self._store()
         self._write([row_values(rec, store_prompts=store)])
         if rec.cache_key is not None:
@@ -143,29 +171,43 @@ class UsageLog:
         self._write(rows)
         return len(rows)
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], *, text_checked: bool = False) -> None:
+        written = rows
         try:
             with self._lock:
                 conn = self._connection()
+                watch = self._watch
+                if watch.lost or time.monotonic() >= watch.next_look:  # watch.due(), inline: per row
+                    written = self._rows_to_write_again() + rows  # may open the file again
+                    conn = self._connection()
                 new = {
-                    (name, row[at]) for row in rows for name, at in zip(LABELLED, LABEL_AT)
+                    (name, row[at]) for row in written for name, at in zip(LABELLED, LABEL_AT)
                     if row[at] is not None and (name, row[at]) not in self._labels
                 }
-                if not new and len(rows) == 1:
-                    conn.execute(INSERT_SQL, rows[0])  # autocommit: its own transaction
+                if not new and len(written) == 1:
+                    conn.execute(INSERT_SQL, written[0])  # autocommit: its own transaction
+                    watch.unchecked.append(written[0])
+                    if watch.lost:
+                        watch.lost = []
                     return
                 # A new label goes in with its row, so a reader never sees one without the other.
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(LABEL_SQL, sorted(new))
-                    conn.executemany(INSERT_SQL, rows)
+                    conn.executemany(INSERT_SQL, written)
                     conn.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                     raise
                 self._labels.update(new)
-        except sqlite3.Error as exc:
+                watch.written(written)
+        except UnicodeEncodeError:
+            if text_checked:
+                raise
+            # Made valid only when SQLite refuses a text: the usual row pays nothing for it.
+            self._write([row_without_surrogates(row) for row in rows], text_checked=True)
+        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an integer past SQLite's 64 bits
             raise UsageLogError(f"could not record in the usage ledger at {self.path}: {exc}") from exc
 
     @contextlib.contextmanager
@@ -208,11 +250,21 @@ class UsageLog:
             return
         if self._conn is None:
             raise UsageLogError(f"the usage ledger at {self.path} is closed")
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        with self._lock:
+            pending = bool(self._rows_to_write_again(now=True))
+        if pending:  # a read sees every row recorded, also after the file was deleted
+            with contextlib.suppress(UsageLogError):  # still kept: the next record() tries again
+                self._write([])
         try:
-            yield conn
-        finally:
-            conn.close()
+            # mode=rw: a ledger deleted since it was opened is an error, not a new empty file.
+            conn = sqlite3.connect(f"{Path(self.path).as_uri()}?mode=rw", timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, uri=True)
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise UsageLogError(f"cannot read the usage ledger at {self.path}: {exc}; {advice(exc)}") from exc
 
     def frame(
         self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
@@ -282,12 +334,23 @@ def default_log() -> UsageLog:
 def record_call(rec: CallRecord) -> None:
     """Record one call in the default ledger: the client's default recorder.
 
-    A ledger that cannot be written warns (the call itself has succeeded or failed on its own).
+    A ledger that cannot be written warns once (the call itself has succeeded or failed on its
+    own); that call and every later one until recording works again are counted in
+    ``unrecorded_calls()``, which ``%pienteger usage`` and ``usage().attrs`` show.
     """
     try:
         default_log().record(rec)
-    except UsageLogError as exc:
-        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+    except Exception as exc:  # noqa: BLE001 - a recorder must not fail the call; counted instead
+        reason = str(exc) if isinstance(exc, UsageLogError) else f"could not record in the usage ledger: {exc!r}"
+        if unrecorded_tally.failed(reason) == 1:
+            warnings.warn(
+                f"{reason} (this call and later ones that cannot be recorded are counted in "
+                "%pienteger usage and usage().attrs['unrecorded_calls'])", RuntimeWarning, stacklevel=2,
+            )
+    else:
+        unrecorded_tally.succeeded()
+
+
 
 
 class LedgerReplay:
@@ -334,8 +397,11 @@ def usage(
     means UTC), a date or ISO string (``"2026-11-01"`` is midnight UTC), or a span back from
     now: ``"90s"``, ``"30m"``, ``"1h"``, ``"7d"``, ``"2w"``, or a timedelta. ``model`` and
     ``source`` take one name or a list.
+
+    ``attrs["unrecorded_calls"]``: calls made since recording last worked that could not be
+    recorded (they are not among the rows), with ``attrs["unrecorded_reason"]`` when not 0.
     """
-    return default_log().frame(since, until, model=model, source=source)
+    return with_unrecorded_attrs(default_log().frame(since, until, model=model, source=source))
 
 
 def usage_summary(
@@ -350,7 +416,7 @@ def usage_summary(
     number or ``{"prompt": x, "completion": y}``), recomputed at those prices. NaN, not 0, for
     a group that spent tokens on a model with no price.
     """
-    return default_log().summary(by, since=since, until=until, prices=prices)
+    return with_unrecorded_attrs(default_log().summary(by, since=since, until=until, prices=prices))
 
 
 def summary_text(by: str = "model", since: When = None, *, prices: Prices | None = None) -> str:
@@ -404,6 +470,7 @@ def run_usage(args: argparse.Namespace) -> int:
 
 __all__ = [
     "LedgerReplay",
+    "UnrecordedCalls",
     "UsageLog",
     "UsageLogError",
     "add_usage_arguments",
@@ -415,6 +482,7 @@ __all__ = [
     "record_call",
     "run_usage",
     "summary_text",
+    "unrecorded_calls",
     "usage",
     "usage_summary",
 ]

@@ -184,7 +184,11 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
 def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
     args = parse_words(usage_parser(), words)
     from .. import ledger  # pandas loads here, not with the extension
+    from ..ledger.store import unrecorded_calls
 
+    missing = unrecorded_calls()
+    if missing.count:  # first: it stays true even when the ledger cannot be read either
+        print(f"warning: {missing}")
     try:
         if args.export:
             path = ledger.export(args.export, since=args.since)
