@@ -166,32 +166,13 @@ class Stream:
         source = self._byte_source()
         done = False
         apply = self._apply
-        clock = self._clock
-        # The read timeout counts between events that carry data: a server that sends only
-        # keep-alive comments, or a byte now and then, never trips the socket's own timeout.
-        # The clock is read only for reads that complete no event, and for every read when a
-        # deadline is set: the common stream pays one truth test per read.
-        idle = self._timeout if self._timeout is not None else math.inf
-        deadline = self._call.deadline if self._call.deadline is not None else math.inf
-        timed = self._call.deadline is not None
-        quiet_since: float | None = None
+        batches = self._event_batches(source, feed)
         try:
             # Two copies of the loop so the common (text) one does no per-event mode test.
             # While suspended at a yield, _reading is False: a close() then records at once (the
             # caller may never resume us); once resumed, a close() that came meanwhile ends the loop.
             if chunks:
-                for piece in source:
-                    events = feed(piece)
-                    if events:
-                        quiet_since = None
-                        if timed and clock() > deadline:
-                            self._raise_stalled(True)
-                    else:
-                        now = clock()
-                        if quiet_since is None:
-                            quiet_since = now
-                        if now - quiet_since > idle or now > deadline:
-                            self._raise_stalled(now > deadline)
+                for events in batches:
                     for data in events:
                         if data == "[DONE]":
                             done = True
@@ -206,18 +187,7 @@ class Stream:
                     if done or self._cancelled:
                         break
             else:
-                for piece in source:
-                    events = feed(piece)
-                    if events:
-                        quiet_since = None
-                        if timed and clock() > deadline:
-                            self._raise_stalled(True)
-                    else:
-                        now = clock()
-                        if quiet_since is None:
-                            quiet_since = now
-                        if now - quiet_since > idle or now > deadline:
-                            self._raise_stalled(now > deadline)
+                for events in batches:
                     for data in events:
                         if data == "[DONE]":
                             done = True
@@ -270,6 +240,33 @@ class Stream:
         finally:
             self._reading = False
             self._response.close()
+
+    def _event_batches(self, source: Iterator[bytes], feed: Callable[[bytes], list[str]]) -> Iterator[list[str]]:
+        """The events each read completes; APITimeoutError when the stream stalls or passes its deadline.
+
+        The read timeout counts between events that carry data: a server that sends only
+        keep-alive comments, or a byte now and then, never trips the socket's own timeout.
+        The clock is read only for reads that complete no event, and for every read when a
+        deadline is set: the common stream pays one truth test per read.
+        """
+        clock = self._clock
+        idle = self._timeout if self._timeout is not None else math.inf
+        deadline = self._call.deadline if self._call.deadline is not None else math.inf
+        timed = self._call.deadline is not None
+        quiet_since: float | None = None
+        for piece in source:
+            events = feed(piece)
+            if events:
+                quiet_since = None
+                if timed and clock() > deadline:
+                    self._raise_stalled(True)
+            else:
+                now = clock()
+                if quiet_since is None:
+                    quiet_since = now
+                if now - quiet_since > idle or now > deadline:
+                    self._raise_stalled(now > deadline)
+            yield events
 
     def _raise_stalled(self, past_deadline: bool) -> None:
         if past_deadline:
