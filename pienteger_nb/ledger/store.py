@@ -237,9 +237,17 @@ _default: UsageLog | None = None
 
 
 def default_log() -> UsageLog:
-    """The ledger at ``config.default_usage_db()``; a new one whenever that path changes."""
+    """The ledger at ``config.default_usage_db()``; a new one whenever that path changes.
+
+    A ``postgresql://`` URL gives the team ledger (``PostgresLog``, the same methods).
+    """
     global _default
-    path = _resolve(config.default_usage_db())
+    target = config.default_usage_db()
+    if config.is_database_url(target):
+        from .backend import team_log
+
+        return team_log(target)  # type: ignore[return-value]
+    path = _resolve(target)
     with _default_lock:
         if _default is None or _default.path != path or _default.closed:
             old, _default = _default, UsageLog(path)

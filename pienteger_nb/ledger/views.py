@@ -117,7 +117,11 @@ def summarize_log(
     needed.append("time" if by == "day" else by)
     if prices is not None and "model" not in needed:
         needed.append("model")
-    frame = read_frame(log, since=since, until=until, columns=needed, text=False)
+    read = getattr(log, "read_frame", None)  # the team ledger (PostgreSQL) reads its own way
+    if read is not None:
+        frame = read(since=since, until=until, columns=needed, text=False)
+    else:
+        frame = read_frame(log, since=since, until=until, columns=needed, text=False)
     return summarize(frame, by=by, prices=prices)
 
 

@@ -1,0 +1,437 @@
+"""The usage ledger on PostgreSQL, for a team sharing one database (``PIENTEGER_USAGE_DB=postgresql://...``).
+
+The table has the SQLite ledger's columns: they are read from the SQLite schema itself (an
+in-memory file migrated to the newest version), so a column added there appears here too, and
+the ``schema_version`` table holds the same version number. Migrations run under an advisory
+lock, so kernels starting together do not run a step twice.
+
+Each process keeps a small pool of connections (psycopg_pool is not a dependency). A broken
+connection (the server restarted) is dropped and the work retried once on a fresh one. When
+the server cannot be reached a row goes to the local spool (``spool.py``) and is sent before
+the next row recorded once the server answers again, so a call never fails for the ledger.
+
+Each row carries a random ``row_uid`` (unique): a spooled row sent twice is stored once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from .. import config
+from ..errors import PientegerError
+from ..types import CallRecord
+from .schema import INSERT_COLUMNS, MEMORY, SCHEMA_VERSION, connect, migrate, row_values
+from .spool import Spool, spool_path_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import psycopg
+
+    from .frame import When
+    from .views import Prices
+
+# Any number the team's other applications are unlikely to use for their own advisory locks.
+MIGRATION_LOCK = 0x70696E74  # "pint"
+POOL_SIZE = 8
+CONNECT_TIMEOUT_S = 5
+# After a failed connection, rows go straight to the spool for this long: a server that is
+# down (or a host that swallows packets) must not add a connect timeout to every call.
+RETRY_AFTER_S = 2.0
+INSERT_SQL = (
+    f"INSERT INTO calls (row_uid, {', '.join(INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * (len(INSERT_COLUMNS) + 1))}) ON CONFLICT (row_uid) DO NOTHING"
+)
+T = TypeVar("T")
+
+
+class TeamLedgerError(PientegerError):
+    """The team ledger's server could not be used (unreachable, login refused); the password masked."""
+
+
+def _pg_type(sqlite_type: str) -> str:
+    declared = sqlite_type.upper()
+    if "INT" in declared:
+        return "BIGINT"
+    if any(word in declared for word in ("REAL", "FLOA", "DOUB", "NUMERIC")):
+        return "DOUBLE PRECISION"
+    return "TEXT"
+
+
+@functools.cache
+def derived_columns() -> tuple[tuple[str, str], ...]:
+    """(name, PostgreSQL column definition) for every column of SQLite's ``calls`` table but ``id``."""
+    conn = connect(MEMORY)
+    try:
+        migrate(conn)
+        info = conn.execute("PRAGMA table_info(calls)").fetchall()
+    finally:
+        conn.close()
+    columns = []
+    for _cid, name, declared, notnull, default, primary in info:
+        if primary:
+            continue
+        definition = _pg_type(declared or "")
+        if default is not None:
+            definition += f" DEFAULT {default}"
+        if notnull:
+            definition += " NOT NULL"
+        columns.append((name, definition))
+    return tuple(columns)
+
+
+def migrate_postgres(conn: psycopg.Connection[Any]) -> int:
+    """Bring the database up to the ledger's schema (a newer one is left alone); returns its version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        "version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    if row is not None and row[0] >= SCHEMA_VERSION:
+        return int(row[0])
+    with conn.transaction():
+        # One kernel migrates; the others wait here and then find the work done.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        version = int(row[0]) if row is not None else 0
+        if version >= SCHEMA_VERSION:
+            return version
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS calls ("
+            "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, row_uid TEXT NOT NULL UNIQUE)"
+        )
+        present = {
+            name for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'calls'"
+            )
+        }
+        for name, definition in derived_columns():
+            if name not in present:
+                conn.execute(f"ALTER TABLE calls ADD COLUMN {name} {definition}")
+        conn.execute("CREATE INDEX IF NOT EXISTS calls_time ON calls (time_us)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+    return SCHEMA_VERSION
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "****")
+    return text
+
+
+def explain_failure(exc: BaseException, url: str) -> str:
+    """Why the server could not be used, in one line, the password masked."""
+    from urllib.parse import unquote, urlsplit
+
+    password = urlsplit(url).password or ""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = _scrub(detail, [password, unquote(password)])
+    lowered = str(exc).lower()
+    if "password" in lowered or "authentication" in lowered or "pg_hba" in lowered or "role" in lowered:
+        reason = "login refused"
+    elif "does not exist" in lowered:
+        reason = "no such database"
+    else:
+        reason = "unreachable"
+    return f"{reason} ({detail})"
+
+
+class _Pool:
+    """Idle psycopg connections for this process, handed to one thread at a time."""
+
+    def __init__(self, url: str, *, size: int = POOL_SIZE):
+        self.url = url
+        self.size = size
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.migrated = False
+
+    def _fresh(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        options: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in self.url:
+            options["connect_timeout"] = CONNECT_TIMEOUT_S
+        conn = psycopg.connect(self.url, **options)
+        if not self.migrated:
+            migrate_postgres(conn)
+            self.migrated = True
+        return conn
+
+    def _take(self) -> tuple[psycopg.Connection[Any], bool]:
+        with self._lock:
+            if self._pid != os.getpid():
+                # A connection must not cross fork(): the child forgets the parent's (closing
+                # them would close the parent's sessions too) and opens its own.
+                self._idle = []
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop(), True
+        return self._fresh(), False
+
+    def _give(self, conn: psycopg.Connection[Any]) -> None:
+        import psycopg
+
+        healthy = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with self._lock:
+            if healthy and len(self._idle) < self.size and self._pid == os.getpid():
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(conn)`` on a pooled connection; once more on a fresh one if the pooled one had broken."""
+        import psycopg
+
+        conn, reused = self._take()
+        try:
+            result = work(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            conn.close()
+            if not reused:
+                raise
+            self.clear()  # the server went away: every idle connection is as dead as this one
+            conn, _ = self._take()
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        self._give(conn)
+        return result
+
+    def clear(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class PostgresLog:
+    """The ledger in the PostgreSQL database at ``url``; the same methods as ``UsageLog``.
+
+    ``spool``: the local file rows wait in while the server is down (default: next to the
+    default SQLite ledger). ``clock``: monotonic seconds, for the pause between reconnect tries.
+    """
+
+    def __init__(
+        self, url: str, *, store_prompts: bool | None = None, spool: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._url = url
+        self.path = config.mask_url(url)  # what is shown: never the password
+        self.store_prompts = store_prompts
+        self._pool = _Pool(url)
+        self._spool = Spool(spool if spool is not None else spool_path_for(url))
+        self._clock = clock
+        self._down_since: float | None = None
+        self._closed = False
+        self._send_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresLog({self.path!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._pool.clear()
+        self._spool.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def spool_path(self) -> str:
+        return self._spool.path
+
+    @property
+    def waiting(self) -> int:
+        """How many rows wait in the local spool for the server."""
+        return self._spool.count()
+
+    def _store(self) -> bool:
+        return bool(config.get("store_prompts")) if self.store_prompts is None else self.store_prompts
+
+    def _failure(self, exc: BaseException) -> TeamLedgerError:
+        return TeamLedgerError(
+            f"cannot use the team ledger at {self.path}: {explain_failure(exc, self._url)}; check "
+            "PIENTEGER_USAGE_DB (host, port, user, password) and that the server is running"
+        )
+
+    def open(self) -> int:
+        """Connect and migrate now (``pienteger-nb ledger migrate``); returns the schema version."""
+        import psycopg
+
+        try:
+            return self._pool.run(migrate_postgres)
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+
+    def record(self, rec: CallRecord) -> None:
+        """Write one call as one row: committed on the server, or kept in the spool if it is down."""
+        self._send([(uuid.uuid4().hex, row_values(rec, store_prompts=self._store()))])
+
+    def record_many(self, records: Iterable[CallRecord]) -> int:
+        """Write many records in one transaction; returns how many."""
+        store = self._store()
+        rows = [(uuid.uuid4().hex, row_values(rec, store_prompts=store)) for rec in records]
+        self._send(rows)
+        return len(rows)
+
+    def insert_rows(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Insert (row_uid, values in ``INSERT_COLUMNS`` order) rows now; raises when the server is down."""
+        import psycopg
+
+        try:
+            self._pool.run(lambda conn: self._insert(conn, rows))
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection[Any], rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        if len(rows) == 1:
+            conn.execute(INSERT_SQL, (rows[0][0], *rows[0][1]))
+            return
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(INSERT_SQL, [(uid, *values) for uid, values in rows])
+
+    def _send(self, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+        import psycopg
+
+        if self._closed:
+            raise TeamLedgerError(f"the usage ledger at {self.path} is closed")
+        if self._down_since is not None and self._clock() - self._down_since < RETRY_AFTER_S:
+            self._spool.add(rows)
+            return
+        try:
+            if self._spool.count():
+                self._flush_spool()
+            self._pool.run(lambda conn: self._insert(conn, rows))
+        except psycopg.Error as exc:
+            first = self._down_since is None
+            self._down_since = self._clock()
+            self._spool.add(rows)
+            if first:
+                warnings.warn(
+                    f"{self._failure(exc)}. The call's row waits in {self._spool.path} and is sent "
+                    "at the next recorded call once the server answers",
+                    RuntimeWarning, stacklevel=4,
+                )
+            return
+        self._down_since = None
+
+    def _flush_spool(self) -> None:
+        # One sender at a time per process; rows sent twice by two processes meet ON CONFLICT.
+        with self._send_lock:
+            while True:
+                batch = self._spool.peek()
+                if not batch:
+                    return
+                self._pool.run(lambda conn: self._insert(conn, batch))
+                self._spool.remove([uid for uid, _ in batch])
+
+    def __len__(self) -> int:
+        import psycopg
+
+        try:
+            row = self._pool.run(lambda conn: conn.execute("SELECT count(*) FROM calls").fetchone())
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+        return int(row[0]) if row is not None else 0
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection to read from; a clear ``TeamLedgerError`` when the server cannot be used."""
+        import psycopg
+
+        try:
+            conn, _ = self._pool._take()
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._failure(exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        self._pool._give(conn)
+
+    def read_frame(
+        self, *, since: When = None, until: When = None, model: Any = None, source: Any = None,
+        columns: Iterable[str] | None = None, text: bool | None = None,
+    ) -> pd.DataFrame:
+        """The selected calls as a DataFrame (see ``usage()``), read by ``pgframe``."""
+        from .pgframe import read_pg_frame
+
+        with self.reading() as conn:
+            return read_pg_frame(
+                conn, since=since, until=until, model=model, source=source, columns=columns, text=text
+            )
+
+    def frame(
+        self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
+        source: str | Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """The calls as a DataFrame, oldest first (columns and dtypes: ``usage()``)."""
+        return self.read_frame(since=since, until=until, model=model, source=source)
+
+    def summary(
+        self, by: str = "model", *, since: When = None, until: When = None, prices: Prices | None = None
+    ) -> pd.DataFrame:
+        """One row per model, day or source (see ``usage_summary()``)."""
+        from .views import summarize_log
+
+        return summarize_log(self, by=by, since=since, until=until, prices=prices)
+
+    def summary_text(self, by: str = "model", *, since: When = None, prices: Prices | None = None) -> str:
+        """The summary as a plain-text table, with how many rows wait in the spool."""
+        from .views import format_summary
+
+        text = format_summary(self.summary(by, since=since, prices=prices), ledger=self.path, since=since)
+        note = self.waiting_note()
+        return f"{text}\n{note}" if note else text
+
+    def waiting_note(self) -> str:
+        """A line saying how many rows wait for the server, or "" when none do."""
+        count = self.waiting
+        if not count:
+            return ""
+        rows = "1 row waits" if count == 1 else f"{count:,} rows wait"
+        return f"{rows} in the local spool ({self._spool.path}) for the team ledger; sent at the next recorded call."
+
+    def export(self, path: str | os.PathLike[str], **selection: Any) -> Any:
+        """Write the rows to ``path``: CSV, or parquet when the name ends in ``.parquet``."""
+        from .views import export_frame
+
+        return export_frame(self.frame(**selection), path)
+
+    def plot(self, *, freq: str | None = None, ax: Any = None, **selection: Any) -> Any:
+        """Tokens over time by model (matplotlib Axes); needs matplotlib."""
+        from .views import plot_frame
+
+        return plot_frame(self.frame(**selection), freq=freq, ax=ax)
+
+
+__all__ = ["PostgresLog", "TeamLedgerError", "derived_columns", "explain_failure", "migrate_postgres"]
