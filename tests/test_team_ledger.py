@@ -64,3 +64,153 @@ def test_empty_ledger_frame_matches(pg_url, tmp_path):
     with UsageLog(tmp_path / "a.sqlite") as lite, _team(pg_url, tmp_path) as team:
         pd.testing.assert_frame_equal(team.frame(), lite.frame())
         assert "No calls recorded" in team.summary_text()
+
+
+def test_migration_makes_the_sqlite_columns_and_a_schema_version(pg_url, tmp_path):
+    from pienteger_nb.ledger.schema import INSERT_COLUMNS, SCHEMA_VERSION
+
+    with _team(pg_url, tmp_path) as team:
+        assert team.open() == SCHEMA_VERSION
+        assert team.open() == SCHEMA_VERSION  # a second run finds the work done
+    with psycopg.connect(pg_url) as conn:
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
+        columns = {n for (n,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'calls'")}
+    assert versions == [SCHEMA_VERSION]
+    assert set(INSERT_COLUMNS) <= columns and {"id", "row_uid"} <= columns
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _calls(n: int, start: int = 0) -> list[CallRecord]:
+    return [
+        CallRecord(time=T0 + _dt.timedelta(seconds=start + i), source="client", model="m", status="ok",
+                   total_tokens=start + i, request_id=f"req-{start + i}")
+        for i in range(n)
+    ]
+
+
+def test_server_down_spools_and_the_next_call_sends_each_row_once(pg_cluster: Cluster, pg_url, tmp_path):
+    clock = _Clock()
+    team = _team(pg_url, tmp_path, clock=clock)
+    try:
+        for rec in _calls(2):
+            team.record(rec)
+        pg_cluster.stop()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for rec in _calls(3, start=2):
+                    team.record(rec)  # never raises: the call itself has succeeded
+            assert team.waiting == 3
+            assert len(caught) == 1  # one warning per outage, not one per row
+            message = str(caught[0].message)
+            assert "unreachable" in message and pg_cluster.password not in message
+            assert "3 rows wait" in team.waiting_note()
+            with pytest.raises(Exception) as info:
+                team.frame()
+            from pienteger_nb.errors import PientegerError
+
+            assert isinstance(info.value, PientegerError)
+            assert "unreachable" in str(info.value) and pg_cluster.password not in str(info.value)
+            assert "****" in str(info.value)
+        finally:
+            pg_cluster.start()
+        clock.now += 60  # past the pause between reconnect tries
+        team.record(_calls(1, start=5)[0])
+        assert team.waiting == 0
+        frame = team.frame()
+        assert frame["request_id"].tolist() == [f"req-{i}" for i in range(6)]
+        # A row sent again (its answer lost on the way back) is not stored twice.
+        team._spool.add([("already-sent", _row(team, 99))])
+        team._spool.add([("already-sent", _row(team, 99))])
+        team.record(_calls(1, start=6)[0])
+        team._spool.add([("already-sent", _row(team, 99))])
+        team.record(_calls(1, start=7)[0])
+        assert team.frame()["total_tokens"].tolist().count(99) == 1
+        assert len(team) == 9
+    finally:
+        team.close()
+
+
+def _row(team, tokens: int):
+    from pienteger_nb.ledger.schema import row_values
+
+    return row_values(_calls(1, start=tokens)[0], store_prompts=False)
+
+
+def test_login_refused_says_so_with_the_password_masked(pg_cluster: Cluster, tmp_path):
+    wrong = "not-the-Password-123"
+    team = _team(pg_cluster.url(password=wrong), tmp_path)
+    try:
+        with pytest.raises(Exception) as info:
+            team.frame()
+        text = f"{info.value!s} {info.value!r} {team!r} {team.path}"
+        assert "login refused" in str(info.value)
+        assert wrong not in text and pg_cluster.password not in text
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+    finally:
+        team.close()
+
+
+@pytest.fixture
+def team_env(pg_url, monkeypatch):
+    """PIENTEGER_USAGE_DB names the test's database; the process's team ledgers closed after."""
+    from pienteger_nb.ledger.backend import close_team_logs
+
+    monkeypatch.setenv("PIENTEGER_USAGE_DB", pg_url)
+    yield pg_url
+    close_team_logs()
+
+
+def test_default_ledger_on_postgres_from_a_real_client(team_env, pg_cluster, emulator):
+    import pienteger_nb
+    from conftest import TEST_KEY
+
+    with pienteger_nb.Client(api_key=TEST_KEY, base_url=emulator.url, timeout=10) as client:
+        c = client.complete("Say this is a test", model="text-curie-001", max_tokens=7, temperature=0)
+    frame = pienteger_nb.usage()
+    assert frame["request_id"].tolist() == [c.request_id]
+    assert frame["total_tokens"].tolist() == [c.usage.total_tokens]
+    summary = pienteger_nb.usage_summary(by="source")
+    assert summary.loc["client", "calls"] == 1
+    from pienteger_nb.ledger import default_log
+
+    assert pg_cluster.password not in repr(default_log()) and "****" in default_log().path
+
+
+def test_usage_magic_says_how_many_rows_wait(team_env, pg_cluster, ip, capsys):
+    from IPython.utils.capture import capture_output
+
+    from pienteger_nb.ledger import record_call
+
+    pg_cluster.stop()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for rec in _calls(2):
+                record_call(rec)
+        with capture_output() as cap:
+            result = ip.run_cell("%pienteger usage", silent=True)
+        shown = cap.stdout + cap.stderr
+        assert "2 rows wait" in shown
+        assert "unreachable" in shown and not result.success
+        assert pg_cluster.password not in shown
+    finally:
+        pg_cluster.start()
+
+
+def test_config_shows_the_database_url_masked(team_env, pg_cluster, ip):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as cap:
+        ip.run_cell("%pienteger config", silent=True)
+    blob = cap.stdout + "".join(str(o.data) for o in cap.outputs)
+    assert pg_cluster.password not in blob
+    assert f"postgres:****@127.0.0.1:{pg_cluster.port}" in blob
