@@ -214,3 +214,38 @@ def test_config_shows_the_database_url_masked(team_env, pg_cluster, ip):
     blob = cap.stdout + "".join(str(o.data) for o in cap.outputs)
     assert pg_cluster.password not in blob
     assert f"postgres:****@127.0.0.1:{pg_cluster.port}" in blob
+
+
+def test_ledger_copy_sqlite_to_postgres_and_back_twice_adds_nothing(pg_cluster, pg_url, tmp_path, capsys):
+    from pienteger_nb.cli import main
+
+    source = tmp_path / "mine.sqlite"
+    with UsageLog(source) as lite:
+        lite.record_many(_records())
+        lite.record(_records()[1])  # two equal rows stay two
+    assert main(["ledger", "copy", str(source), pg_url]) == 0
+    first = capsys.readouterr().out
+    assert "Copied 5 row(s)" in first and pg_cluster.password not in first and "****" in first
+    assert main(["ledger", "copy", str(source), pg_url]) == 0
+    assert "Copied 0 row(s)" in capsys.readouterr().out
+    back = tmp_path / "back.sqlite"
+    for _ in range(2):
+        assert main(["ledger", "copy", pg_url, str(back)]) == 0
+    assert "Copied 0 row(s)" in capsys.readouterr().out
+    with UsageLog(source) as a, UsageLog(back) as b, _team(pg_url, tmp_path) as team:
+        pd.testing.assert_frame_equal(team.frame(), a.frame())
+        pd.testing.assert_frame_equal(b.frame(), a.frame())
+
+
+def test_ledger_migrate_and_a_refused_login_on_the_command_line(pg_cluster, pg_url, capsys):
+    from pienteger_nb.cli import main
+    from pienteger_nb.ledger.schema import SCHEMA_VERSION
+
+    assert main(["ledger", "migrate", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert f"version {SCHEMA_VERSION}" in out and pg_cluster.password not in out
+    wrong = pg_url.replace(pg_cluster.password, "Wr0ng-Secret-Value")
+    assert main(["ledger", "migrate", wrong]) == 2
+    captured = capsys.readouterr()
+    assert "login refused" in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert "Wr0ng-Secret-Value" not in captured.out + captured.err
