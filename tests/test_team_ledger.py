@@ -6,13 +6,15 @@ import datetime as _dt
 import warnings
 
 import pandas as pd
+import pg
 import pytest
+from pg import Cluster
 
-from pg import Cluster, pg_cluster, pg_url  # noqa: F401  (fixtures)
 from pienteger_nb.ledger import UsageLog
 from pienteger_nb.types import CallRecord
 
 psycopg = pytest.importorskip("psycopg")
+pg_cluster, pg_url = pg.pg_cluster, pg.pg_url  # the fixtures, from tests/pg.py
 
 T0 = _dt.datetime(2026, 11, 2, 9, 30, tzinfo=_dt.UTC)
 
@@ -170,8 +172,9 @@ def team_env(pg_url, monkeypatch):
 
 
 def test_default_ledger_on_postgres_from_a_real_client(team_env, pg_cluster, emulator):
-    import pienteger_nb
     from conftest import TEST_KEY
+
+    import pienteger_nb
 
     with pienteger_nb.Client(api_key=TEST_KEY, base_url=emulator.url, timeout=10) as client:
         c = client.complete("Say this is a test", model="text-curie-001", max_tokens=7, temperature=0)

@@ -25,7 +25,8 @@ _TEXT_KINDS = ("str", *_CODED)
 
 def where_clause(since: When, until: When, model: Any, source: Any) -> tuple[str, list[Any]]:
     """SQL condition (psycopg placeholders) and parameters for a selection of calls."""
-    clauses, params = ["TRUE"], []
+    clauses: list[str] = ["TRUE"]
+    params: list[Any] = []
     start, end = parse_when(since, name="since"), parse_when(until, name="until")
     if start is not None:
         clauses.append("time_us >= %s")

@@ -162,6 +162,12 @@ class _Pool:
         options: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in self.url:
             options["connect_timeout"] = CONNECT_TIMEOUT_S
+        if "options" not in self.url:
+            # A commit does not wait for the server's WAL flush: the SQLite ledger's
+            # synchronous=NORMAL trade (a killed kernel loses nothing; a server crash may lose
+            # the last fraction of a second of rows, never corrupts). A URL with its own
+            # options=-csynchronous_commit=on (or any options) keeps the server's setting.
+            options["options"] = "-c synchronous_commit=off"
         conn = psycopg.connect(self.url, **options)
         if not self.migrated:
             migrate_postgres(conn)
@@ -347,7 +353,7 @@ class PostgresLog:
                 batch = self._spool.peek()
                 if not batch:
                     return
-                self._pool.run(lambda conn: self._insert(conn, batch))
+                self._pool.run(functools.partial(self._insert, rows=batch))
                 self._spool.remove([uid for uid, _ in batch])
 
     def __len__(self) -> int:
@@ -403,7 +409,8 @@ class PostgresLog:
         """One row per model, day or source (see ``usage_summary()``)."""
         from .views import summarize_log
 
-        return summarize_log(self, by=by, since=since, until=until, prices=prices)
+        readable: Any = self  # summarize_log calls our read_frame, not the SQLite reader
+        return summarize_log(readable, by=by, since=since, until=until, prices=prices)
 
     def summary_text(self, by: str = "model", *, since: When = None, prices: Prices | None = None) -> str:
         """The summary as a plain-text table, with how many rows wait in the spool."""
