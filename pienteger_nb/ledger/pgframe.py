@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .frame import When
 
-_TEXT_KINDS = ("str", *_CODED)
 
 
 def where_clause(since: When, until: When, model: Any, source: Any) -> tuple[str, list[Any]]:
@@ -45,7 +44,9 @@ def _select(column: _Column) -> str:
     """The SQL expression that sends a column in the raw form ``_series`` takes."""
     if column.kind == "time":
         return "time_us"
-    if column.kind in _TEXT_KINDS:
+    if column.kind in _CODED:  # its code in the categories (a parameter); -1 for NULL
+        return f"coalesce(array_position(%s::text[], {column.name}), 0) - 1"
+    if column.kind == "str":
         return column.name
     if column.kind == "seconds":  # to the microsecond, as the SQLite reader rounds
         return f"coalesce(floor({column.name} * 1e6 + 0.5)::bigint, {_NULL})"
@@ -54,12 +55,24 @@ def _select(column: _Column) -> str:
     return f"coalesce({column.name}::bigint, {_NULL})"
 
 
-def _categories(name: str, values: Any) -> list[str]:
-    import pandas as pd
+def _categories(conn: psycopg.Connection[Any], coded: list[_Column], where: str, params: list[Any]) -> dict[str, list[str]]:
+    """Each coded column's categories: the known ones, then the others present, sorted.
 
-    known = list(_KNOWN.get(name, ()))
-    present = pd.unique(values[pd.notna(values)])
-    return known + sorted(str(v) for v in present if v not in known)
+    One pass finds the few combinations of their values, so the rows can travel as codes.
+    """
+    if not coded:
+        return {}
+    names = [c.name for c in coded]
+    found: dict[str, set[str]] = {name: set() for name in names}
+    for row in conn.execute(f"SELECT DISTINCT {', '.join(names)} FROM calls WHERE {where}", params):
+        for name, value in zip(names, row):
+            if value is not None:
+                found[name].add(value)
+    cats = {}
+    for name in names:
+        known = list(_KNOWN.get(name, ()))
+        cats[name] = known + sorted(found[name].difference(known))
+    return cats
 
 
 def read_pg_frame(
@@ -80,14 +93,16 @@ def read_pg_frame(
             ).fetchone()
             text = bool(row and row[0])
         extra = ["prompt", "text"] if text else []
+        cats = _categories(conn, [c for c in wanted if c.kind in _CODED], where, params)
         select = ", ".join([*(_select(c) for c in wanted), *extra])
         query = f"COPY (SELECT {select} FROM calls WHERE {where} ORDER BY time_us, id) TO STDOUT (FORMAT csv, NULL '\\N')"
+        copy_params = [cats[c.name] for c in wanted if c.kind in _CODED] + params
         buffer = io.BytesIO()
-        with conn.cursor() as cur, cur.copy(query, params) as copy:
+        with conn.cursor() as cur, cur.copy(query, copy_params) as copy:
             for block in copy:
                 buffer.write(block)
     names = [c.name for c in wanted] + extra
-    text_names = {c.name for c in wanted if c.kind in _TEXT_KINDS} | set(extra)
+    text_names = {c.name for c in wanted if c.kind == "str"} | set(extra)
     dtypes = {name: (object if name in text_names else np.int64) for name in names}
     buffer.seek(0)
     if buffer.getbuffer().nbytes:
@@ -101,9 +116,7 @@ def read_pg_frame(
     for column in wanted:
         values = raw[column.name].to_numpy()
         if column.kind in _CODED:
-            cats = _categories(column.name, values)
-            codes = pd.Categorical(values, categories=cats).codes
-            data[column.name] = _series(column, codes, cats)
+            data[column.name] = _series(column, values, cats[column.name])
         elif column.kind == "bool":
             data[column.name] = _series(column, values.astype(bool), None)
         else:
