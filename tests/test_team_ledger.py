@@ -252,3 +252,49 @@ def test_ledger_migrate_and_a_refused_login_on_the_command_line(pg_cluster, pg_u
     captured = capsys.readouterr()
     assert "login refused" in captured.err and len(captured.err.strip().splitlines()) == 1
     assert "Wr0ng-Secret-Value" not in captured.out + captured.err
+
+
+def test_threads_and_kernels_starting_together_migrate_once_and_lose_no_row(pg_url, tmp_path):
+    import threading
+
+    from pienteger_nb.ledger.postgres import PostgresLog
+
+    logs = [PostgresLog(pg_url, spool=tmp_path / f"s{i}.sqlite") for i in range(4)]
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for rec in _calls(25, start=100 * i):
+                logs[i % 4].record(rec)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    frame = logs[0].frame()
+    assert len(frame) == 200 and frame["request_id"].is_unique
+    assert sum(log.waiting for log in logs) == 0
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+    for log in logs:
+        log.close()
+
+
+def test_the_spool_is_bounded_and_says_so(tmp_path):
+    from pienteger_nb.ledger.schema import row_values
+    from pienteger_nb.ledger.spool import Spool
+
+    spool = Spool(tmp_path / "spool.sqlite", max_rows=3)
+    rows = [(f"u{i}", row_values(rec, store_prompts=False)) for i, rec in enumerate(_calls(5))]
+    with pytest.warns(RuntimeWarning, match="full"):
+        assert spool.add(rows) == 3
+    assert spool.count() == 3
+    assert [uid for uid, _ in spool.peek()] == ["u0", "u1", "u2"]
+    assert spool.peek()[0][1] == rows[0][1]
+    spool.remove(["u0"])
+    assert spool.count() == 2
+    spool.close()
