@@ -298,3 +298,16 @@ def test_the_spool_is_bounded_and_says_so(tmp_path):
     spool.remove(["u0"])
     assert spool.count() == 2
     spool.close()
+
+
+def test_usage_command_reads_the_team_ledger(pg_cluster, pg_url, tmp_path, capsys):
+    from pienteger_nb.cli import main
+
+    with _team(pg_url, tmp_path) as team:
+        team.record_many(_records())
+    assert main(["usage", "--db", pg_url, "--by", "source"]) == 0
+    out = capsys.readouterr().out
+    assert "4 calls" in out and "****" in out and pg_cluster.password not in out
+    assert main(["usage", "--db", pg_url.replace(pg_cluster.password, "nope-nope-nope")]) == 2
+    err = capsys.readouterr().err
+    assert "login refused" in err and "nope-nope-nope" not in err

@@ -335,7 +335,10 @@ def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_usage(args: argparse.Namespace) -> int:
     """``pienteger-nb usage``: print the summary (and export); returns the exit status."""
-    path = _resolve(args.db or config.default_usage_db())
+    target = args.db or config.default_usage_db()
+    if config.is_database_url(target):
+        return _run_team_usage(target, args)
+    path = _resolve(target)
     if path != MEMORY and not os.path.exists(path):
         print(f"No calls recorded yet (no ledger at {path}).")
         return 0
@@ -345,6 +348,21 @@ def run_usage(args: argparse.Namespace) -> int:
             if args.export:
                 written = log.export(args.export, since=args.since)
                 print(f"Wrote the rows to {written}.")
+    except (ValueError, ImportError, OSError, PientegerError) as exc:
+        print(f"pienteger-nb usage: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_team_usage(url: str, args: argparse.Namespace) -> int:
+    """``pienteger-nb usage`` on a team's PostgreSQL ledger (the password never shown)."""
+    from .postgres import PostgresLog
+
+    try:
+        with PostgresLog(url) as log:
+            print(log.summary_text(args.by, since=args.since))
+            if args.export:
+                print(f"Wrote the rows to {log.export(args.export, since=args.since)}.")
     except (ValueError, ImportError, OSError, PientegerError) as exc:
         print(f"pienteger-nb usage: error: {exc}", file=sys.stderr)
         return 2
