@@ -23,12 +23,14 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 from .. import config
 from ..errors import PientegerError
 from ..types import CallRecord
-from .schema import INSERT_COLUMNS, MEMORY, SCHEMA_VERSION, connect, migrate, row_values
+from .pgpool import Pool
+from .pgschema import migrate_postgres
+from .schema import INSERT_COLUMNS, row_values
 from .spool import Spool, spool_path_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,10 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .frame import When
     from .views import Prices
 
-# Any number the team's other applications are unlikely to use for their own advisory locks.
-MIGRATION_LOCK = 0x70696E74  # "pint"
-POOL_SIZE = 8
-CONNECT_TIMEOUT_S = 5
 # After a failed connection, rows go straight to the spool for this long: a server that is
 # down (or a host that swallows packets) must not add a connect timeout to every call.
 RETRY_AFTER_S = 2.0
@@ -49,76 +47,10 @@ INSERT_SQL = (
     f"INSERT INTO calls (row_uid, {', '.join(INSERT_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * (len(INSERT_COLUMNS) + 1))}) ON CONFLICT (row_uid) DO NOTHING"
 )
-T = TypeVar("T")
 
 
 class TeamLedgerError(PientegerError):
     """The team ledger's server could not be used (unreachable, login refused); the password masked."""
-
-
-def _pg_type(sqlite_type: str) -> str:
-    declared = sqlite_type.upper()
-    if "INT" in declared:
-        return "BIGINT"
-    if any(word in declared for word in ("REAL", "FLOA", "DOUB", "NUMERIC")):
-        return "DOUBLE PRECISION"
-    return "TEXT"
-
-
-@functools.cache
-def derived_columns() -> tuple[tuple[str, str], ...]:
-    """(name, PostgreSQL column definition) for every column of SQLite's ``calls`` table but ``id``."""
-    conn = connect(MEMORY)
-    try:
-        migrate(conn)
-        info = conn.execute("PRAGMA table_info(calls)").fetchall()
-    finally:
-        conn.close()
-    columns = []
-    for _cid, name, declared, notnull, default, primary in info:
-        if primary:
-            continue
-        definition = _pg_type(declared or "")
-        if default is not None:
-            definition += f" DEFAULT {default}"
-        if notnull:
-            definition += " NOT NULL"
-        columns.append((name, definition))
-    return tuple(columns)
-
-
-def migrate_postgres(conn: psycopg.Connection[Any]) -> int:
-    """Bring the database up to the ledger's schema (a newer one is left alone); returns its version."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
-        "version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-    if row is not None and row[0] >= SCHEMA_VERSION:
-        return int(row[0])
-    with conn.transaction():
-        # One kernel migrates; the others wait here and then find the work done.
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-        version = int(row[0]) if row is not None else 0
-        if version >= SCHEMA_VERSION:
-            return version
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS calls ("
-            "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, row_uid TEXT NOT NULL UNIQUE)"
-        )
-        present = {
-            name for (name,) in conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = 'calls'"
-            )
-        }
-        for name, definition in derived_columns():
-            if name not in present:
-                conn.execute(f"ALTER TABLE calls ADD COLUMN {name} {definition}")
-        conn.execute("CREATE INDEX IF NOT EXISTS calls_time ON calls (time_us)")
-        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
-    return SCHEMA_VERSION
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
@@ -145,88 +77,6 @@ def explain_failure(exc: BaseException, url: str) -> str:
     return f"{reason} ({detail})"
 
 
-class _Pool:
-    """Idle psycopg connections for this process, handed to one thread at a time."""
-
-    def __init__(self, url: str, *, size: int = POOL_SIZE):
-        self.url = url
-        self.size = size
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self.migrated = False
-
-    def _fresh(self) -> psycopg.Connection[Any]:
-        import psycopg
-
-        options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in self.url:
-            options["connect_timeout"] = CONNECT_TIMEOUT_S
-        if "options" not in self.url:
-            # A commit does not wait for the server's WAL flush: the SQLite ledger's
-            # synchronous=NORMAL trade (a killed kernel loses nothing; a server crash may lose
-            # the last fraction of a second of rows, never corrupts). A URL with its own
-            # options=-csynchronous_commit=on (or any options) keeps the server's setting.
-            options["options"] = "-c synchronous_commit=off"
-        conn = psycopg.connect(self.url, **options)
-        if not self.migrated:
-            migrate_postgres(conn)
-            self.migrated = True
-        return conn
-
-    def _take(self) -> tuple[psycopg.Connection[Any], bool]:
-        with self._lock:
-            if self._pid != os.getpid():
-                # A connection must not cross fork(): the child forgets the parent's (closing
-                # them would close the parent's sessions too) and opens its own.
-                self._idle = []
-                self._pid = os.getpid()
-            if self._idle:
-                return self._idle.pop(), True
-        return self._fresh(), False
-
-    def _give(self, conn: psycopg.Connection[Any]) -> None:
-        import psycopg
-
-        healthy = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        with self._lock:
-            if healthy and len(self._idle) < self.size and self._pid == os.getpid():
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``work(conn)`` on a pooled connection; once more on a fresh one if the pooled one had broken."""
-        import psycopg
-
-        conn, reused = self._take()
-        try:
-            result = work(conn)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            conn.close()
-            if not reused:
-                raise
-            self.clear()  # the server went away: every idle connection is as dead as this one
-            conn, _ = self._take()
-            try:
-                result = work(conn)
-            except BaseException:
-                conn.close()
-                raise
-        except BaseException:
-            conn.close()
-            raise
-        self._give(conn)
-        return result
-
-    def clear(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-
 class PostgresLog:
     """The ledger in the PostgreSQL database at ``url``; the same methods as ``UsageLog``.
 
@@ -241,7 +91,7 @@ class PostgresLog:
         self._url = url
         self.path = config.mask_url(url)  # what is shown: never the password
         self.store_prompts = store_prompts
-        self._pool = _Pool(url)
+        self._pool = Pool(url)
         self._spool = Spool(spool if spool is not None else spool_path_for(url))
         self._clock = clock
         self._down_since: float | None = None
@@ -441,4 +291,4 @@ class PostgresLog:
         return plot_frame(self.frame(**selection), freq=freq, ax=ax)
 
 
-__all__ = ["PostgresLog", "TeamLedgerError", "derived_columns", "explain_failure", "migrate_postgres"]
+__all__ = ["PostgresLog", "TeamLedgerError", "explain_failure"]
