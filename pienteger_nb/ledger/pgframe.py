@@ -10,13 +10,29 @@ reader, from the same code.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .frame import _BY_NAME, _CODED, _KNOWN, _NULL, COLUMNS, _Column, _names, _parse_ints, _series, parse_when
+from .frame import (
+    _BY_NAME,
+    _CODED,
+    _KNOWN,
+    _NULL,
+    COLUMNS,
+    _Column,
+    _layout,
+    _names,
+    _parse_ints,
+    _series,
+    parse_when,
+)
 
 # Ids per query: keeps each aggregated string far below PostgreSQL's 1 GB value limit.
 _WINDOW = 1_000_000
+# Connections reading windows at once (the server builds each window's strings in its own process).
+_READERS = 4
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -79,17 +95,60 @@ def _categories(conn: psycopg.Connection[Any], coded: list[_Column], where: str,
     return cats
 
 
+def _packed_sql(fields: list[tuple[_Column, int, int]], cats: dict[str, list[str]]) -> tuple[str, list[Any]]:
+    """One integer per row holding every coded column's code (and the bools), as ``frame`` packs them."""
+    parts, params = [], []
+    for column, shift, _ in fields:
+        if column.kind == "bool":
+            parts.append(f"(({column.name} <> 0)::int::bigint << {shift})")
+            continue
+        n = len(cats[column.name])
+        # 0..n-1: a category; n: NULL (a value missing from cats cannot happen: cats came from the rows).
+        whens = " ".join(f"WHEN %s THEN {i}" for i in range(n))
+        code = f"CASE {column.name} {whens} ELSE {n} END" if n else f"{n}"
+        parts.append(f"(({code})::bigint << {shift})")
+        params.extend(cats[column.name])
+    return "string_agg((" + " | ".join(parts) + ")::text, ',')", params
+
+
+def _unpack(word: Any, fields: list[tuple[_Column, int, int]], cats: dict[str, list[str]]) -> dict[str, Any]:
+    import numpy as np
+
+    raw: dict[str, Any] = {}
+    for column, shift, width in fields:
+        codes = (word >> shift) & ((1 << width) - 1)
+        if column.kind == "bool":
+            raw[column.name] = codes.astype(bool)
+        else:
+            raw[column.name] = np.where(codes == len(cats[column.name]), -1, codes)
+    return raw
+
+
+_SNAPSHOT = re.compile(r"^[0-9A-Fa-f-]+$")
+
+
+def _windows(low: int, high: int, parts: int) -> list[tuple[int, int]]:
+    size = min(_WINDOW, max(1, -(-(high - low + 1) // parts)))
+    return [(first, first + size) for first in range(low, high + 1, size)]
+
+
 def read_pg_frame(
     conn: psycopg.Connection[Any], *, since: When = None, until: When = None, model: Any = None,
     source: Any = None, columns: Iterable[str] | None = None, text: bool | None = None,
+    helper: Callable[[Callable[[psycopg.Connection[Any]], Any]], Any] | None = None,
 ) -> pd.DataFrame:
-    """The selected calls as a DataFrame sorted by time, like ``frame.read_frame`` (see ``usage()``)."""
+    """The selected calls as a DataFrame sorted by time, like ``frame.read_frame`` (see ``usage()``).
+
+    ``helper(work)`` runs ``work(conn)`` on another connection (the pool's ``run``): with it,
+    windows of ids are read at once on several connections sharing this one's snapshot.
+    """
     import numpy as np
     import pandas as pd
 
     wanted = [_BY_NAME[n] for n in columns] if columns is not None else list(COLUMNS)
     where, params = where_clause(since, until, model, source)
-    with conn.transaction():  # one snapshot for the check and the rows
+    with conn.transaction():  # one snapshot for every query below, shared with the helpers
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if text is None:
             row = conn.execute(
                 f"SELECT EXISTS(SELECT 1 FROM calls WHERE (prompt IS NOT NULL OR text IS NOT NULL) AND {where})",
@@ -98,33 +157,32 @@ def read_pg_frame(
             text = bool(row and row[0])
         extra = ["prompt", "text"] if text else []
         cats = _categories(conn, [c for c in wanted if c.kind in _CODED], where, params)
-        # Every aggregate of one non-parallel scan sees the rows in the same order, so the
-        # columns line up; they are put in time order afterwards, by time_us and id.
-        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        numeric = [c for c in wanted if c.kind != "str"]
+        packed = _layout(wanted, cats).fields
+        in_packed = {c.name for c, _, _ in packed}
+        numeric = [c for c in wanted if c.kind not in ("str", "time") and c.name not in in_packed]
         texts = [c.name for c in wanted if c.kind == "str"] + extra
-        select = [
-            "count(*)", "string_agg(time_us::text, ',')", "string_agg(id::text, ',')",
-            *(f"string_agg(({_select(c)})::text, ',')" for c in numeric),
-            *(f"json_agg({name})::text" for name in texts),
-        ]
-        select_params = [cats[c.name] for c in numeric if c.kind in _CODED]
+        select = ["count(*)", "string_agg(time_us::text, ',')", "string_agg(id::text, ',')"]
+        select_params: list[Any] = []
+        if packed:
+            sql, select_params = _packed_sql(packed, cats)
+            select.append(sql)
+        select += [f"string_agg(({_select(c)})::text, ',')" for c in numeric]
+        select += [f"json_agg({name})::text" for name in texts]
         bounds: Any = conn.execute(f"SELECT min(id), max(id) FROM calls WHERE {where}", params).fetchone()
         low, high = bounds
         query = f"SELECT {', '.join(select)} FROM calls WHERE {where} AND id >= %s AND id < %s"
-        chunks: list[Any] = []
-        if low is not None:
-            for first in range(low, high + 1, _WINDOW):
-                chunks.append(conn.execute(query, [*select_params, *params, first, first + _WINDOW]).fetchone())
+        windows = _windows(low, high, _READERS if helper else 1) if low is not None else []
+        chunks = _fetch(conn, query, [*select_params, *params], windows, helper)
     total = 0
-    parts: dict[str, list[Any]] = {name: [] for name in ["_time", "_id", *(c.name for c in numeric), *texts]}
+    names = ["_time", "_id", *(["_packed"] if packed else []), *(c.name for c in numeric)]
+    parts: dict[str, list[Any]] = {name: [] for name in [*names, *texts]}
     for chunk in chunks:
         count = chunk[0]
         if not count:
             continue
         total += count
         fields = iter(chunk[1:])
-        for name in ("_time", "_id", *(c.name for c in numeric)):
+        for name in names:
             parts[name].append(_parse_ints(next(fields), count))
         for name in texts:
             parts[name].extend(json.loads(next(fields)))
@@ -133,23 +191,47 @@ def read_pg_frame(
         return np.concatenate(parts[name]) if parts[name] else np.empty(0, dtype=np.int64)
 
     order = np.lexsort((joined("_id"), joined("_time")))
+    raw = _unpack(joined("_packed")[order], packed, cats) if packed else {}
+    raw["time"] = joined("_time")[order]
+    for column in numeric:
+        raw[column.name] = joined(column.name)[order]
     data: dict[str, Any] = {}
     for column in wanted:
         if column.kind == "str":
             values: Any = np.array(parts[column.name], dtype=object)[order] if total else []
             data[column.name] = _series(column, values, None)
-            continue
-        values = joined(column.name)[order]
-        if column.kind in _CODED:
-            data[column.name] = _series(column, values, cats[column.name])
-        elif column.kind == "bool":
-            data[column.name] = _series(column, values.astype(bool), None)
         else:
-            data[column.name] = _series(column, values, None)
+            data[column.name] = _series(column, raw[column.name], cats.get(column.name))
     for name in extra:
         found = np.array(parts[name], dtype=object)[order] if total else np.empty(0, dtype=object)
         data[name] = pd.array(found, dtype="string")
     return pd.DataFrame(data, index=pd.RangeIndex(total))
+
+
+def _fetch(
+    conn: psycopg.Connection[Any], query: str, params: list[Any], windows: list[tuple[int, int]],
+    helper: Callable[[Callable[[psycopg.Connection[Any]], Any]], Any] | None,
+) -> list[Any]:
+    """One aggregate row per window; with a helper, the windows run at once on several connections."""
+    # No parallel scan: every aggregate of one scan must see the rows in the same order.
+    conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    if helper is None or len(windows) <= 1:
+        return [conn.execute(query, [*params, a, b]).fetchone() for a, b in windows]
+    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    assert snapshot is not None and _SNAPSHOT.match(snapshot[0])
+
+    def read(window: tuple[int, int]) -> Any:
+        def work(other: psycopg.Connection[Any]) -> Any:
+            with other.transaction():
+                other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                other.execute(f"SET TRANSACTION SNAPSHOT '{snapshot[0]}'")
+                other.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                return other.execute(query, [*params, *window]).fetchone()
+
+        return helper(work)
+
+    with ThreadPoolExecutor(min(len(windows), _READERS), thread_name_prefix="pienteger-team-read") as pool:
+        return list(pool.map(read, windows))
 
 
 __all__ = ["read_pg_frame", "where_clause"]

@@ -68,7 +68,11 @@ def explain_failure(exc: BaseException, url: str) -> str:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     detail = _scrub(detail, [password, unquote(password)])
     lowered = str(exc).lower()
-    if "password" in lowered or "authentication" in lowered or "pg_hba" in lowered or "role" in lowered:
+    import psycopg
+
+    if isinstance(exc, psycopg.Error) and not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        reason = "the server refused the query"
+    elif "password" in lowered or "authentication" in lowered or "pg_hba" in lowered or "role" in lowered:
         reason = "login refused"
     elif "does not exist" in lowered:
         reason = "no such database"
@@ -243,7 +247,8 @@ class PostgresLog:
 
         with self.reading() as conn:
             return read_pg_frame(
-                conn, since=since, until=until, model=model, source=source, columns=columns, text=text
+                conn, since=since, until=until, model=model, source=source, columns=columns, text=text,
+                helper=self._pool.run,
             )
 
     def frame(
