@@ -311,3 +311,19 @@ def test_usage_command_reads_the_team_ledger(pg_cluster, pg_url, tmp_path, capsy
     assert main(["usage", "--db", pg_url.replace(pg_cluster.password, "nope-nope-nope")]) == 2
     err = capsys.readouterr().err
     assert "login refused" in err and "nope-nope-nope" not in err
+
+
+def test_without_psycopg_calls_still_succeed_and_usage_says_how_to_install(monkeypatch):
+    import sys
+
+    from pienteger_nb import usage
+    from pienteger_nb.errors import PientegerError
+    from pienteger_nb.ledger import record_call
+
+    monkeypatch.setenv("PIENTEGER_USAGE_DB", "postgresql://bob:Hidden-Pass-1@127.0.0.1:1/team")
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an install without the team extra sees
+    with pytest.warns(RuntimeWarning, match=r"pienteger_nb\[team\]"):
+        record_call(_calls(1)[0])
+    with pytest.raises(PientegerError, match=r"pienteger_nb\[team\]") as info:
+        usage()
+    assert "Hidden-Pass-1" not in str(info.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from .. import config
-from .postgres import PostgresLog
+from .postgres import PostgresLog, TeamLedgerError
 
 _lock = threading.Lock()
 _team: dict[str, PostgresLog] = {}
@@ -17,6 +17,13 @@ _team: dict[str, PostgresLog] = {}
 
 def team_log(url: str) -> PostgresLog:
     """The process's ledger for the PostgreSQL database at ``url`` (made on first use)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise TeamLedgerError(
+            "PIENTEGER_USAGE_DB names a PostgreSQL database but psycopg is not installed: "
+            'pip install "pienteger_nb[team]" (or point PIENTEGER_USAGE_DB at a SQLite file)'
+        ) from None
     with _lock:
         log = _team.get(url)
         if log is None or log.closed:

@@ -263,7 +263,7 @@ def record_call(rec: CallRecord) -> None:
     """
     try:
         default_log().record(rec)
-    except UsageLogError as exc:
+    except PientegerError as exc:  # UsageLogError, or the team ledger's (e.g. psycopg missing)
         warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
 
 
