@@ -327,3 +327,15 @@ def test_without_psycopg_calls_still_succeed_and_usage_says_how_to_install(monke
     with pytest.raises(PientegerError, match=r"pienteger_nb\[team\]") as info:
         usage()
     assert "Hidden-Pass-1" not in str(info.value)
+
+
+def test_many_models_too_many_to_pack_read_the_same(pg_url, tmp_path):
+    records = [
+        CallRecord(time=T0 + _dt.timedelta(seconds=i), source="client", model=f"model-{i % 70:02d}", status="ok",
+                   finish_reason=f"reason-{i % 65}", total_tokens=i)
+        for i in range(140)
+    ]
+    with UsageLog(tmp_path / "a.sqlite") as lite, _team(pg_url, tmp_path) as team:
+        lite.record_many(records)
+        team.record_many(records)
+        pd.testing.assert_frame_equal(team.frame(), lite.frame())

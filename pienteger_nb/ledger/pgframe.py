@@ -167,6 +167,8 @@ def read_pg_frame(
             sql, select_params = _packed_sql(packed, cats)
             select.append(sql)
         select += [f"string_agg(({_select(c)})::text, ',')" for c in numeric]
+        # Coded columns with too many values to pack send their own codes (array_position).
+        select_params += [cats[c.name] for c in numeric if c.kind in _CODED]
         select += [f"json_agg({name})::text" for name in texts]
         bounds: Any = conn.execute(f"SELECT min(id), max(id) FROM calls WHERE {where}", params).fetchone()
         low, high = bounds
