@@ -124,6 +124,7 @@ def test_server_down_spools_and_the_next_call_sends_each_row_once(pg_cluster: Cl
             assert "****" in str(info.value)
         finally:
             pg_cluster.start()
+        assert len(team.frame()) == 2  # reading after the restart needs no second try by the user
         clock.now += 60  # past the pause between reconnect tries
         team.record(_calls(1, start=5)[0])
         assert team.waiting == 0
@@ -339,3 +340,16 @@ def test_many_models_too_many_to_pack_read_the_same(pg_url, tmp_path):
         lite.record_many(records)
         team.record_many(records)
         pd.testing.assert_frame_equal(team.frame(), lite.frame())
+
+
+def test_a_restart_between_calls_is_invisible(pg_cluster: Cluster, pg_url, tmp_path):
+    with _team(pg_url, tmp_path) as team:
+        team.record(_calls(1)[0])  # leaves an idle pooled connection, which the restart breaks
+        pg_cluster.stop()
+        pg_cluster.start()
+        assert len(team.frame()) == 1
+        team.record(_calls(1, start=1)[0])
+        pg_cluster.stop()
+        pg_cluster.start()
+        team.record(_calls(1, start=2)[0])
+        assert team.waiting == 0 and len(team) == 3

@@ -245,11 +245,18 @@ class PostgresLog:
         """The selected calls as a DataFrame (see ``usage()``), read by ``pgframe``."""
         from .pgframe import read_pg_frame
 
-        with self.reading() as conn:
+        import psycopg
+
+        def read(conn: psycopg.Connection[Any]) -> pd.DataFrame:
             return read_pg_frame(
                 conn, since=since, until=until, model=model, source=source, columns=columns, text=text,
                 helper=self._pool.run,
             )
+
+        try:  # through the pool's run: a connection broken by a server restart is replaced
+            return self._pool.run(read)
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
 
     def frame(
         self, since: When = None, until: When = None, *, model: str | Iterable[str] | None = None,
