@@ -243,9 +243,9 @@ class PostgresLog:
         columns: Iterable[str] | None = None, text: bool | None = None,
     ) -> pd.DataFrame:
         """The selected calls as a DataFrame (see ``usage()``), read by ``pgframe``."""
-        from .pgframe import read_pg_frame
-
         import psycopg
+
+        from .pgframe import read_pg_frame
 
         def read(conn: psycopg.Connection[Any]) -> pd.DataFrame:
             return read_pg_frame(
