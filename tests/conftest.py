@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from pg import pg_cluster, pg_url  # noqa: F401  (PostgreSQL fixtures for the team-ledger tests)
 
 TEST_KEY = "pk-test-0123456789abcdefSECRET"
 

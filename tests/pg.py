@@ -145,3 +145,26 @@ _counter = iter(range(1, 10**9))
 def pg_url(pg_cluster: Cluster) -> str:
     """A fresh, empty database on the session's server: its URL, password included."""
     return pg_cluster.create_database(f"t{os.getpid()}_{next(_counter)}")
+
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def open_ledger(request: pytest.FixtureRequest, sqlite_path: Path, **options: object) -> object:
+    """A ``UsageLog`` at ``sqlite_path`` or, for the "postgres" parameter, a ``PostgresLog`` on a fresh database.
+
+    For ledger fixtures parametrised with ``BACKENDS``: the same tests run on both.
+    """
+    if request.param == "sqlite":
+        from pienteger_nb.ledger.store import UsageLog
+
+        return UsageLog(sqlite_path, **options)  # type: ignore[arg-type]
+    from pienteger_nb.ledger.postgres import PostgresLog
+
+    url = request.getfixturevalue("pg_url")
+    return PostgresLog(url, spool=sqlite_path.parent / "spool.sqlite", **options)  # type: ignore[arg-type]
+
+
+def location(log: object) -> str:
+    """Where a test ledger is, as PIENTEGER_USAGE_DB or ``--db`` take it (a team ledger's URL with its password)."""
+    return str(getattr(log, "_url", None) or log.path)

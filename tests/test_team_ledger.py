@@ -6,7 +6,6 @@ import datetime as _dt
 import warnings
 
 import pandas as pd
-import pg
 import pytest
 from pg import Cluster
 
@@ -14,7 +13,6 @@ from pienteger_nb.ledger import UsageLog
 from pienteger_nb.types import CallRecord
 
 psycopg = pytest.importorskip("psycopg")
-pg_cluster, pg_url = pg.pg_cluster, pg.pg_url  # the fixtures, from tests/pg.py
 
 T0 = _dt.datetime(2026, 11, 2, 9, 30, tzinfo=_dt.UTC)
 

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from .. import config
-from ..errors import PientegerError
 from ..types import CallRecord
+from .failure import UsageLogError
 from .pgpool import Pool
 from .pgschema import migrate_postgres
 from .schema import INSERT_COLUMNS, row_values
@@ -49,7 +49,7 @@ INSERT_SQL = (
 )
 
 
-class TeamLedgerError(PientegerError):
+class TeamLedgerError(UsageLogError):
     """The team ledger's server could not be used (unreachable, login refused); the password masked."""
 
 
@@ -294,7 +294,11 @@ class PostgresLog:
         """Write the rows to ``path``: CSV, or parquet when the name ends in ``.parquet``."""
         from .views import export_frame
 
-        return export_frame(self.frame(**selection), path)
+        frame = self.frame(**selection)
+        try:
+            return export_frame(frame, path)
+        except OSError as exc:
+            raise UsageLogError(f"cannot write the rows to {os.fspath(path)}: {exc.strerror or exc}") from exc
 
     def plot(self, *, freq: str | None = None, ax: Any = None, **selection: Any) -> Any:
         """Tokens over time by model (matplotlib Axes); needs matplotlib."""

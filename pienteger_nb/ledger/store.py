@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 from .. import config
 from ..errors import PientegerError
 from ..types import CallRecord
+from .failure import UsageLogError
 from .schema import (
     BUSY_TIMEOUT_S,
     INSERT_SQL,
@@ -46,10 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .frame import When
     from .views import Prices
-
-
-class UsageLogError(PientegerError):
-    """The usage ledger could not be opened or written."""
 
 
 def _resolve(path: str | os.PathLike[str]) -> str:
