@@ -351,3 +351,31 @@ def test_a_restart_between_calls_is_invisible(pg_cluster: Cluster, pg_url, tmp_p
         pg_cluster.start()
         team.record(_calls(1, start=2)[0])
         assert team.waiting == 0 and len(team) == 3
+
+
+def test_sixteen_sessions_migrating_a_new_database_at_once_all_succeed(pg_url):
+    import threading
+
+    from pienteger_nb.ledger.pgschema import migrate_postgres
+    from pienteger_nb.ledger.schema import SCHEMA_VERSION
+
+    start = threading.Barrier(16, timeout=60)
+    versions: list[int] = []
+    errors: list[Exception] = []
+
+    def migrate_one() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            start.wait()
+            try:
+                versions.append(migrate_postgres(conn))
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=migrate_one) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and versions == [SCHEMA_VERSION] * 16
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)

@@ -6,6 +6,7 @@ and spool are shared by every call; ``waiting_note()`` says how many rows wait f
 
 from __future__ import annotations
 
+import atexit
 import threading
 
 from .. import config
@@ -47,5 +48,8 @@ def close_team_logs() -> None:
     for log in logs:
         log.close()
 
+
+# Close the server sessions cleanly when the kernel exits, rather than leaving them to the GC.
+atexit.register(close_team_logs)
 
 __all__ = ["close_team_logs", "team_log", "waiting_note"]

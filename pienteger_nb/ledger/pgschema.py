@@ -53,16 +53,19 @@ def derived_columns() -> tuple[tuple[str, str], ...]:
 
 def migrate_postgres(conn: psycopg.Connection[Any]) -> int:
     """Bring the database up to the ledger's schema (a newer one is left alone); returns its version."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
-        "version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-    if row is not None and row[0] >= SCHEMA_VERSION:
-        return int(row[0])
+    found = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if found is not None and found[0]:
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        if row is not None and row[0] >= SCHEMA_VERSION:
+            return int(row[0])
     with conn.transaction():
-        # One kernel migrates; the others wait here and then find the work done.
+        # One kernel migrates; the others wait here and then find the work done. Even
+        # CREATE TABLE IF NOT EXISTS fails when two sessions run it at once, so it waits too.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
         row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
         version = int(row[0]) if row is not None else 0
         if version >= SCHEMA_VERSION:
