@@ -1,4 +1,4 @@
-"""``pienteger-nb``: the command line (``demo``, ``notebooks``, ``serve``, ``usage``).
+"""``pienteger-nb``: the command line (``demo``, ``notebooks``, ``serve``, ``usage``, ``ledger``).
 
 Each subcommand imports its implementation only when it runs, so ``pienteger-nb --help``
 stays fast: the arguments of ``serve`` and ``usage`` come from the modules that run them.
@@ -26,6 +26,12 @@ _DELEGATED: dict[str, tuple[str, str, str, str]] = {
         "pienteger_nb.ledger.store",
         "add_usage_arguments",
         "run_usage",
+    ),
+    "ledger": (
+        "migrate or copy a usage ledger (a SQLite file or a team's postgresql:// database)",
+        "pienteger_nb.ledger.transfer",
+        "add_ledger_arguments",
+        "run_ledger",
     ),
 }
 
@@ -99,7 +105,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="{demo,notebooks,serve,usage}")
+    subparsers = parser.add_subparsers(dest="command", metavar="{demo,notebooks,serve,usage,ledger}")
     demo = subparsers.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP)
     _add_demo_arguments(demo)
     notebooks = subparsers.add_parser("notebooks", help=NOTEBOOKS_HELP, description=NOTEBOOKS_HELP)

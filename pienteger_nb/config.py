@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -411,6 +412,27 @@ def default_usage_db() -> str:
     return str(Path(base) / "pienteger_nb" / "usage.sqlite")
 
 
+def is_database_url(target: str) -> bool:
+    """Whether a ``PIENTEGER_USAGE_DB`` value names a PostgreSQL server rather than a file."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password (in the user part or a ``password=`` parameter) as ``****``."""
+    if not is_database_url(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        login, _, host = netloc.rpartition("@")
+        user, colon, _password = login.partition(":")
+        netloc = f"{user}{':****' if colon else ''}@{host}"
+    query = "&".join(
+        "password=****" if item.lower().startswith("password=") else item for item in parts.query.split("&")
+    ) if parts.query else ""
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
 def describe() -> list[tuple[str, str, str]]:
     """(name, shown value, origin) for every setting, the key masked, for display."""
     key, origin = api_key()
@@ -420,5 +442,5 @@ def describe() -> list[tuple[str, str, str]]:
         shown = {True: "on", False: "off"}.get(value, value) if name == "cache" else value
         rows.append((name, "none" if shown is None else str(shown), where))
     db = default_usage_db()
-    rows.append(("usage_db", db, "environment" if os.environ.get("PIENTEGER_USAGE_DB") else "default"))
+    rows.append(("usage_db", mask_url(db), "environment" if os.environ.get("PIENTEGER_USAGE_DB") else "default"))
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from pg import pg_cluster, pg_url  # noqa: F401  (PostgreSQL fixtures for the team-ledger tests)
 
 TEST_KEY = "pk-test-0123456789abcdefSECRET"
 
@@ -70,6 +71,23 @@ def raw_server():
 
     started = []
 
+    def read_request(conn: socket.socket) -> None:
+        # The whole request, body included: closing with unread bytes would reset the connection
+        # and could lose the answer before the client reads it.
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = conn.recv(65536)
+            if not piece:
+                return
+            data += piece
+        head, _, body = data.partition(b"\r\n\r\n")
+        lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+        while lengths and len(body) < int(lengths[0]):
+            piece = conn.recv(65536)
+            if not piece:
+                return
+            body += piece
+
     def start(answer, *, connections: int = 1) -> str:
         listener = socket.create_server(("127.0.0.1", 0))
 
@@ -77,7 +95,7 @@ def raw_server():
             for _ in range(connections):
                 conn, _ = listener.accept()
                 with conn:
-                    conn.recv(65536)
+                    read_request(conn)
                     if isinstance(answer, bytes):
                         conn.sendall(answer)
                     else:

@@ -33,9 +33,19 @@ _MEMORY = textwrap.dedent('''
         sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4] == "stream"
     listener = socket.create_server(("127.0.0.1", 0))
     sent = [0]
+    def read_request(conn):
+        # The whole request, body included: closing with unread bytes would reset the connection.
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\\r\\n\\r\\n")
+        length = int(next((line.split(b":")[1] for line in head.split(b"\\r\\n")
+                           if line.lower().startswith(b"content-length:")), b"0"))
+        while len(body) < length:
+            body += conn.recv(65536)
     def serve():
         conn, _ = listener.accept()
-        conn.recv(65536)
+        read_request(conn)
         piece = filler * ((1 << 20) // len(filler))
         try:
             conn.sendall(head)
@@ -106,9 +116,19 @@ _BOMB = textwrap.dedent('''
     packed = b"".join(packer.compress(zeros) for _ in range(256)) + packer.flush()  # 256 MiB, gzipped
     del zeros
     listener = socket.create_server(("127.0.0.1", 0))
+    def read_request(conn):
+        # The whole request, body included: closing with unread bytes would reset the connection.
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\\r\\n\\r\\n")
+        length = int(next((line.split(b":")[1] for line in head.split(b"\\r\\n")
+                           if line.lower().startswith(b"content-length:")), b"0"))
+        while len(body) < length:
+            body += conn.recv(65536)
     def serve():
         conn, _ = listener.accept()
-        conn.recv(65536)
+        read_request(conn)
         try:
             conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Encoding: gzip\\r\\n"
                          b"Content-Length: %d\\r\\n\\r\\n" % len(packed) + packed)

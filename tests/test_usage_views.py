@@ -11,6 +11,7 @@ import sys
 
 import pandas as pd
 import pytest
+from pg import BACKENDS, location, open_ledger
 
 from pienteger_nb.ledger.store import (
     UsageLog,
@@ -40,9 +41,9 @@ COLUMNS = ["calls", "errors", "cancelled", "prompt_tokens", "completion_tokens",
            "mean_latency_s", "p95_latency_s", "cost"]
 
 
-@pytest.fixture
-def log(tmp_path):
-    with UsageLog(tmp_path / "views.sqlite") as opened:
+@pytest.fixture(params=BACKENDS)
+def log(request, tmp_path):
+    with open_ledger(request, tmp_path / "views.sqlite") as opened:
         for i, (model, source, start, status, pt, ct, tt, latency) in enumerate(ROWS):
             opened.record(CallRecord(
                 time=start + dt.timedelta(minutes=i), source=source, model=model, status=status,
@@ -87,7 +88,7 @@ def test_summary_by_source(log):
 
 def test_summary_since_and_the_public_function(log, monkeypatch):
     assert list(log.summary("day", since="2026-11-02")["calls"]) == [3, 3]
-    monkeypatch.setenv("PIENTEGER_USAGE_DB", log.path)
+    monkeypatch.setenv("PIENTEGER_USAGE_DB", location(log))
     assert usage_summary("model", since=DAY3).loc["A", "calls"] == 1
 
 
@@ -213,7 +214,7 @@ def cli(*words: str) -> argparse.Namespace:
 
 def test_cli_prints_the_summary_and_exports(log, tmp_path, capsys):
     target = tmp_path / "rows.csv"
-    assert run_usage(cli("--db", log.path, "--by", "day", "--since", "2026-11-02", "--export", str(target))) == 0
+    assert run_usage(cli("--db", location(log), "--by", "day", "--since", "2026-11-02", "--export", str(target))) == 0
     out = capsys.readouterr().out
     assert "2026-11-02" in out and "2026-11-01" not in out.split("\n\n")[0]
     assert f"Wrote the rows to {target}" in out and len(pd.read_csv(target)) == 6
@@ -223,7 +224,7 @@ def test_cli_on_a_missing_ledger_and_a_bad_since(tmp_path, log, capsys):
     assert run_usage(cli("--db", str(tmp_path / "none.sqlite"))) == 0
     assert "No calls recorded yet (no ledger at" in capsys.readouterr().out
     assert not (tmp_path / "none.sqlite").exists()  # looking does not create one
-    assert run_usage(cli("--db", log.path, "--since", "soon")) == 2
+    assert run_usage(cli("--db", location(log), "--since", "soon")) == 2
     assert "pienteger-nb usage: error: since='soon' is not a time" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli("--by", "week")
@@ -234,13 +235,13 @@ def test_an_export_that_cannot_be_written_is_one_clear_line(log, tmp_path, capsy
     blocker.write_text("")
     with pytest.raises(UsageLogError, match=r"cannot write the rows to .*a-file/rows\.csv: "):
         log.export(blocker / "rows.csv")
-    assert run_usage(cli("--db", log.path, "--export", str(blocker / "rows.csv"))) == 2
+    assert run_usage(cli("--db", location(log), "--export", str(blocker / "rows.csv"))) == 2
     err = capsys.readouterr().err
     assert err.startswith("pienteger-nb usage: error: cannot write the rows to ") and err.count("\n") == 1
 
 
 def test_the_command_line_reads_the_environment_s_ledger(log):
-    env = {**os.environ, "PIENTEGER_USAGE_DB": log.path}
+    env = {**os.environ, "PIENTEGER_USAGE_DB": location(log)}
     code = "import sys; from pienteger_nb.cli import main; sys.exit(main(['usage', '--by', 'source']))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, check=False)
     assert out.returncode == 0, out.stderr

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BudgetExceededError, ConfigurationError
+from ..spend import DEFAULT_CHARS_PER_TOKEN
 from ..types import CallRecord, Estimate
 from .prices import cost_usd
 from .store import UsageLog, default_log
@@ -195,9 +196,21 @@ class LedgerSpend:
     def ledger(self) -> UsageLog:
         return self._log if isinstance(self._log, UsageLog) else self._log()
 
+    def _budget_ledger(self) -> UsageLog:
+        """The ledger that keeps spending per period (a SQLite one, for now)."""
+        log = self.ledger()
+        if not isinstance(log, UsageLog):
+            raise ConfigurationError(
+                "a budget per day, month or total is kept in a SQLite ledger, not yet in the team "
+                "(PostgreSQL) ledger; use set_budget(..., per='session') or PIENTEGER_USAGE_DB=FILE"
+            )
+        return log
+
     # -- estimates --------------------------------------------------------------------------
     def chars_per_token(self, model: str) -> float:
         log = self.ledger()
+        if not isinstance(log, UsageLog):  # the team ledger keeps no ratios yet
+            return DEFAULT_CHARS_PER_TOKEN
         now = time.monotonic()
         cached = self._ratios.get((log.path, model))
         if cached is not None and now - cached[1] < _RATIO_TTL_S:
@@ -229,7 +242,7 @@ class LedgerSpend:
         if budget.per == "session":
             with _session.lock:
                 return budget, _session.usd, _session.tokens, _session.held_usd, _session.held_tokens
-        with self.ledger().immediate() as conn:
+        with self._budget_ledger().immediate() as conn:
             spent, held = self._read(conn, period_key(budget.per, self.clock()))
         return budget, spent[0], int(spent[1]), held[0], int(held[1])
 
@@ -257,7 +270,7 @@ class LedgerSpend:
                 _session.held_usd += usd
                 _session.held_tokens += tokens
             return _Ticket(None, 0, usd, tokens)
-        log = self.ledger()
+        log = self._budget_ledger()
         period = period_key(budget.per, self.clock())
         with log.immediate() as conn:
             spent, held = self._read(conn, period)

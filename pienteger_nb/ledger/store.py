@@ -32,6 +32,7 @@ from .. import config
 from ..errors import PientegerError
 from ..types import CallRecord, Completion
 from .cache import CacheStats, ReplayCacheError, cache_of
+from .failure import UsageLogError
 from .schema import (
     BUSY_TIMEOUT_S,
     INSERT_SQL,
@@ -54,10 +55,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .frame import When
     from .views import Prices
-
-
-class UsageLogError(PientegerError):
-    """The usage ledger could not be opened or written."""
 
 
 def _resolve(path: str | os.PathLike[str]) -> str:
@@ -320,9 +317,17 @@ _default: UsageLog | None = None
 
 
 def default_log() -> UsageLog:
-    """The ledger at ``config.default_usage_db()``; a new one whenever that path changes."""
+    """The ledger at ``config.default_usage_db()``; a new one whenever that path changes.
+
+    A ``postgresql://`` URL gives the team ledger (``PostgresLog``, the same methods).
+    """
     global _default
-    path = _resolve(config.default_usage_db())
+    target = config.default_usage_db()
+    if config.is_database_url(target):
+        from .backend import team_log
+
+        return team_log(target)  # type: ignore[return-value]
+    path = _resolve(target)
     with _default_lock:
         if _default is None or _default.path != path or _default.closed:
             old, _default = _default, UsageLog(path)
@@ -357,8 +362,11 @@ class LedgerReplay:
     """The package's replay store: the default ledger's cache, found at each call."""
 
     def lookup(self, key: str) -> Completion | None:
+        log = default_log()
+        if not isinstance(log, UsageLog):  # the team ledger keeps no replay cache yet
+            return None
         try:
-            return cache_of(default_log()).lookup(key)
+            return cache_of(log).lookup(key)
         except ReplayCacheError as exc:
             raise UsageLogError(str(exc)) from exc
 
@@ -452,7 +460,10 @@ def add_usage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_usage(args: argparse.Namespace) -> int:
     """``pienteger-nb usage``: print the summary (and export); returns the exit status."""
-    path = _resolve(args.db or config.default_usage_db())
+    target = args.db or config.default_usage_db()
+    if config.is_database_url(target):
+        return _run_team_usage(target, args)
+    path = _resolve(target)
     if path != MEMORY and not os.path.exists(path):
         print(f"No calls recorded yet (no ledger at {path}).")
         return 0
@@ -462,6 +473,21 @@ def run_usage(args: argparse.Namespace) -> int:
             if args.export:
                 written = log.export(args.export, since=args.since)
                 print(f"Wrote the rows to {written}.")
+    except (ValueError, ImportError, OSError, PientegerError) as exc:
+        print(f"pienteger-nb usage: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_team_usage(url: str, args: argparse.Namespace) -> int:
+    """``pienteger-nb usage`` on a team's PostgreSQL ledger (the password never shown)."""
+    from .postgres import PostgresLog
+
+    try:
+        with PostgresLog(url) as log:
+            print(log.summary_text(args.by, since=args.since))
+            if args.export:
+                print(f"Wrote the rows to {log.export(args.export, since=args.since)}.")
     except (ValueError, ImportError, OSError, PientegerError) as exc:
         print(f"pienteger-nb usage: error: {exc}", file=sys.stderr)
         return 2

@@ -134,7 +134,11 @@ def summarize_log(
     if prices is not None and "model" not in needed:
         needed.append("model")
     needed.append("cost" if prices is None else "cached")
-    frame = read_frame(log, since=since, until=until, columns=needed, text=False)
+    read = getattr(log, "read_frame", None)  # the team ledger (PostgreSQL) reads its own way
+    if read is not None:
+        frame = read(since=since, until=until, columns=needed, text=False)
+    else:
+        frame = read_frame(log, since=since, until=until, columns=needed, text=False)
     return summarize(frame, by=by, prices=prices)
 
 

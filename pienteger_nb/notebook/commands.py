@@ -194,6 +194,11 @@ def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
             path = ledger.export(args.export, since=args.since)
             print(f"usage rows written to {path}")
             return
+        from ..ledger.backend import waiting_note
+
+        waiting = waiting_note()  # rows the team ledger's server has not got yet
+        if waiting:
+            print(waiting)
         summary = ledger.usage_summary(by=args.by or "model", since=args.since)
         if len(summary) == 0:
             print("no calls recorded yet" + (f" since {args.since}" if args.since else ""))
