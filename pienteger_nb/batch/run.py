@@ -304,6 +304,8 @@ class _Run:
                     received += 1
                     done += 1
                     errors += row["status"] != "ok"
+                    if row["status"] == "ok":
+                        display.add_cost(row.get("cost"), cached=bool(row.get("cached")))
                     display.update(done, errors)
                     if on_row is not None:
                         on_row(pos, dict(row))
@@ -321,6 +323,8 @@ class _Run:
                     break
                 if self.rows[pos] is None and exc is None:
                     self.rows[pos] = row
+                    if row["status"] == "ok":
+                        display.add_cost(row.get("cost"), cached=bool(row.get("cached")))
             statuses = collections.Counter(r["status"] for r in self.rows if r is not None)
             ok = statuses["ok"]
             display.update(ok + statuses["error"], statuses["error"])
