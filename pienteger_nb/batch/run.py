@@ -121,9 +121,10 @@ def complete_many(
     """Complete every prompt; returns a DataFrame aligned with the input, one row per prompt.
 
     ``prompts`` is a list, a Series (its index is kept) or any iterable of strings. Columns:
-    prompt, text, finish_reason, prompt/completion/total_tokens (Int64), usage_source,
-    attempts, latency_s, status (``ok``/``error``/``cancelled``), error (``""`` when ok),
-    request_id. A failed row never loses the others. A missing key or a bad parameter raises
+    prompt, text, finish_reason, prompt/completion/total_tokens (Int64), cost (Float64, USD as
+    the row's ledger entry records it: NA when unpriced or unanswered, 0 when replayed), cached,
+    usage_source, attempts, latency_s, status (``ok``/``error``/``cancelled``/``skipped``), error
+    (``""`` when ok), request_id. A failed row never loses the others. A missing key or a bad parameter raises
     at once, before anything is sent; a wrong key, a forbidden or unknown model (401, 403,
     404) or a used-up quota raises at its first answer. ``**params`` go to every call
     (``max_tokens=...``). Rows are streamed (``best_of`` > 1 cannot be) and recorded in the
