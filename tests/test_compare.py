@@ -150,6 +150,9 @@ def test_an_interrupt_returns_the_finished_rows_with_a_compare_warning(
             if done == 2 and progress_calls.count(2) == 1:
                 raise KeyboardInterrupt  # as if Interrupt Kernel arrived now
 
+        def add_cost(self, usd: float | None, *, cached: bool = False) -> None:
+            pass
+
         def close(self, note: str = "") -> None:
             pass
 

@@ -122,11 +122,22 @@ def test_quickstart_without_a_key_starts_the_emulator(tmp_path):
     assert "404" in error or "no-such-model" in error
     assert "Traceback" not in error
     assert "text-davinci-003" in _text(_cell(nb, "%pienteger usage"))
+    # Prices set: the usage lines say what each call cost; the same cell run twice is replayed.
+    assert "text-curie-001" in _text(_cell(nb, "import pienteger_nb\n\npienteger_nb.set_prices"))
+    assert " · $" in streamed  # the usage line's cost
+    twice = [_text(c) for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%pienteger -t 0 --max")]
+    assert len(twice) == 2
+    assert "cached" not in twice[0] and "$" in twice[0]
+    assert "cached" in twice[1] and "$" not in twice[1].splitlines()[-1]
 
     ledger = _ledger()
     assert set(ledger["source"].astype(str)) == {"magic"}
     assert (ledger["status"].astype(str) == "error").sum() == 1  # the unknown model; the dry run is not a call
-    assert (ledger["status"].astype(str) == "ok").sum() == 4
+    assert (ledger["status"].astype(str) == "ok").sum() == 6
+    assert ledger["cached"].sum() == 1
+    assert ledger.loc[ledger["cached"], "cost"].tolist() == [0.0]
+    ok = ledger[(ledger["status"].astype(str) == "ok") & ~ledger["cached"]]
+    assert ok["cost"].notna().all() and (ok["cost"] > 0).all()  # every model it used is priced
 
 
 def test_widgets_notebook_without_a_key_starts_a_slow_emulator(tmp_path):
@@ -148,7 +159,9 @@ def test_widgets_notebook(env_emulator, tmp_path):
     assert env_emulator.requests[-1].body["max_tokens"] == 20
 
 
-def test_usage_analysis_notebook(env_emulator, tmp_path):
+def test_usage_analysis_notebook(env_emulator, tmp_path, monkeypatch):
+    # What Jupyter's server sets for a kernel it starts for a notebook: the ledger's notebook column.
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "usage-analysis.ipynb"))
     nb, text, html = _run("usage-analysis.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
     _assert_only_tagged_errors(nb)
@@ -160,18 +173,37 @@ def test_usage_analysis_notebook(env_emulator, tmp_path):
     ledger = _ledger()
     assert len(ledger) == 7
     assert (ledger["status"].astype(str) == "error").sum() == 1
+    ok = ledger[ledger["status"].astype(str) == "ok"]
+    assert ok["cost"].notna().all() and (ok["cost"] > 0).all()  # recorded with the prices set first
+    assert set(ledger["notebook"]) == {str(tmp_path / "usage-analysis.ipynb")}
+    assert ledger["execution_count"].nunique() == 2  # the calls were made in two cells
+    assert "usage-analysis.ipynb" in _text(_cell(nb, 'usage_summary(by="notebook")'))
+    by_cell = _text(_cell(nb, 'usage_summary(by="cell")'))
+    assert all(str(n) in by_cell for n in ledger["execution_count"].unique())
+    assert "cost" in _text(_cell(nb, 'usage_summary(by="day")'))
 
 
 def test_batch_notebook(env_emulator, tmp_path):
+    # Each answer takes 0.3 s, so the budget cut (on_row, in the calling thread) comes long before
+    # the one-at-a-time batch asks to start its third row, however busy the machine.
+    env_emulator.latency = 0.3
     nb, text, html = _run("batch.ipynb", tmp_path)
     assert TEST_KEY not in text and TEST_KEY not in html
     _assert_only_tagged_errors(nb)
-    assert "summary" in _text(_cell(nb, "template ="))
+    assert "at most $" in _text(_cell(nb, "template ="))  # the estimate, before the run
+    assert "summary" in _text(_cell(nb, "summaries = reviews"))
     ledger = _ledger()
     assert "review is NA in this row" in _text(_cell(nb, "summaries.loc[6, ["))
-    # 6 reviews, the 7th only once its text is there (resume: one call), 3 questions
-    assert (ledger["source"].astype(str) == "batch").sum() == 10
+    assert "6 prompts" in _text(_cell(nb, "words =")) and "at most $" in _text(_cell(nb, "words ="))
+    assert "would fit" in _text(_cell(nb, "pienteger_nb.set_budget(estimate"))
+    stopped = _text(_cell(nb, "def budget_cut"))
+    assert "skipped" in stopped and "stopped by the budget" in stopped
+    assert "6 of 6 rows ok" in _text(_cell(nb, "pienteger_nb.set_budget(1.00"))
+    # 6 reviews, the 7th only once its text is there (resume: one call), 3 questions, then the
+    # 6 translations: refused up front (none sent), stopped after 1 or 2, the rest on resume.
+    assert (ledger["source"].astype(str) == "batch").sum() == 16
     assert set(ledger["status"].astype(str)) == {"ok"}
+    assert ledger.loc[ledger["model"].astype(str) == "text-davinci-003", "cost"].gt(0).all()
     bodies = [r.body for r in env_emulator.requests if r.path.endswith("/completions")]
     assert any("kettle" in str(b.get("prompt")) for b in bodies)
 

@@ -96,7 +96,8 @@ def test_status_line_gives_the_figures(form: PromptForm) -> None:
     assert form.wait(WAIT)
     c = form.result
     assert c is not None
-    m = re.fullmatch(r"(\S+) · (\d+) → (\d+) tokens \((\w+)\) · ([\d.]+) s · finish: (\w+)", form.status_text)
+    m = re.fullmatch(r"(\S+) · (\d+) → (\d+) tokens \((\w+)\) · unpriced · ([\d.]+) s · finish: (\w+)",
+                     form.status_text)
     assert m, form.status_text
     # The model asked for: the served "text-davinci:003" is the same model spelled otherwise.
     assert m.group(1) == c.requested_model == "text-davinci-003" and c.model == "text-davinci:003"

@@ -132,6 +132,9 @@ def test_status_summary_figures():
     line = status_summary(model="text-davinci:003", prompt_tokens=5, completion_tokens=120, seconds=2.314,
                           finish_reason="length", usage_source="reported")
     assert line == "text-davinci:003 · 5 → 120 tokens (reported) · 2.31 s · finish: length"
+    priced = status_summary(model="m", prompt_tokens=5, completion_tokens=120, seconds=2.314,
+                            finish_reason="stop", usage_source="reported", cost="$0.0025")
+    assert priced == "m · 5 → 120 tokens (reported) · $0.0025 · 2.31 s · finish: stop"
     stopped = status_summary(model="m", prompt_tokens=5, completion_tokens=7, seconds=1,
                              finish_reason=None, usage_source="estimated", stopped=True)
     assert stopped.startswith("Stopped · m · 5 → 7 tokens (estimated)")

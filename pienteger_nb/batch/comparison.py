@@ -153,7 +153,7 @@ def compare_frame(combos: list[dict[str, Any]], rows: list[dict[str, Any] | None
     for col in ("prompt_tokens", "completion_tokens", "total_tokens"):
         data[col] = pd.array([row.get(col) for row in filled], dtype="Int64")
     data["latency_s"] = [float("nan") if row.get("latency_s") is None else row["latency_s"] for row in filled]
-    # The batch row carries a cost once the ledger prices calls; until then it is unknown (NA), never 0.
+    # Each answered row carries the cost its ledger entry records: NA when unpriced (never 0), 0 for a replay.
     data["cost"] = pd.array([row.get("cost") for row in filled], dtype="Float64")
     data["error"] = [str(row.get("error") or "") for row in filled]
     return pd.DataFrame(data, columns=list(COLUMNS))

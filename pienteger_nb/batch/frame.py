@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..ledger.prices import completion_cost
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..types import Completion
 
@@ -17,6 +19,8 @@ COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
+    "cost",
+    "cached",
     "usage_source",
     "attempts",
     "latency_s",
@@ -35,6 +39,9 @@ def ok_row(c: Completion) -> dict[str, Any]:
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.total_tokens,
+        # As the row's ledger entry records it: 0 for a replay, None (NA) when unpriced.
+        "cost": completion_cost(c),
+        "cached": c.cached,
         "usage_source": u.source,
         "attempts": c.attempts,
         "latency_s": c.latency_s,
@@ -119,6 +126,8 @@ def result_frame(labels: pd.Index, items: list[Any], rows: list[dict[str, Any] |
     for col in _INT_COLUMNS:
         frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
     frame["latency_s"] = frame["latency_s"].astype("float64")
+    frame["cost"] = pd.array(frame["cost"].tolist(), dtype="Float64")
+    frame["cached"] = pd.Series([bool(v) for v in frame["cached"].tolist()], index=frame.index, dtype=bool)
     statuses = ["ok", "error", "cancelled"]
     if (frame["status"] == "skipped").any():  # only a budget that ran out mid-run skips rows
         statuses.append("skipped")

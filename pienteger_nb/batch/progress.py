@@ -3,7 +3,8 @@
 ``make_progress(True, total)`` picks the widget when running in a Jupyter kernel and the text
 line otherwise; ``False`` gives a display that shows nothing. Every display has
 ``update(done, errors)`` (throttled: call it as often as you like) and ``close()`` (shows the
-final counts). The label reads ``37/100 · 2 errors · 12.5/s · ETA 5s``.
+final counts). ``add_cost(usd)`` counts what each answered row cost (None: unpriced) and the
+label shows the sum so far: ``37/100 · 2 errors · $0.0123 · 3 cached · 12.5/s · ETA 5s``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..kernel import in_kernel
+from ..ledger.prices import format_usd
 from ..throttle import Throttle
 
 
-def describe(done: int, total: int, errors: int, elapsed: float, *, finished: bool = False) -> str:
-    """The one-line summary: counts, errors, rate and ETA (or total time when finished)."""
+def describe(
+    done: int, total: int, errors: int, elapsed: float, *, finished: bool = False, spent: str = ""
+) -> str:
+    """The one-line summary: counts, errors, what was spent (as given), rate and ETA (or total
+    time when finished)."""
     parts = [f"{done}/{total}"]
     if errors:
         parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if spent:
+        parts.append(spent)
     rate = done / elapsed if elapsed > 0 else 0.0
     if done:
         parts.append(f"{rate:.1f}/s")
@@ -58,6 +65,10 @@ class Progress:
         self.total = total
         self.done = 0
         self.errors = 0
+        self.cost = 0.0  # USD of the priced rows answered so far
+        self.priced = 0
+        self.unpriced = 0  # answered rows whose model has no price: their cost is unknown, not 0
+        self.cached = 0
         self._clock = clock
         self._started = clock()
         self._throttle = Throttle(interval, clock=clock)
@@ -67,8 +78,27 @@ class Progress:
     def elapsed(self) -> float:
         return self._clock() - self._started
 
+    def add_cost(self, usd: float | None, *, cached: bool = False) -> None:
+        """Count one answered row's cost (None: its model is unpriced; a replay costs 0)."""
+        if usd is None:
+            self.unpriced += 1
+        else:
+            self.cost += usd
+            self.priced += 1
+        self.cached += cached
+
+    def spent(self) -> str:
+        """``$0.0123``, ``unpriced``, ``$0.0123 + 2 unpriced``, with ``· 3 cached`` when rows were replayed."""
+        if not self.priced and not self.unpriced:
+            return ""
+        if not self.priced:
+            text = "unpriced"
+        else:
+            text = format_usd(self.cost) + (f" + {self.unpriced} unpriced" if self.unpriced else "")
+        return text + (f" · {self.cached} cached" if self.cached else "")
+
     def text(self, *, finished: bool = False) -> str:
-        return describe(self.done, self.total, self.errors, self.elapsed, finished=finished)
+        return describe(self.done, self.total, self.errors, self.elapsed, finished=finished, spent=self.spent())
 
     def update(self, done: int, errors: int = 0) -> None:
         """Record the counts; redraw when the throttle allows."""

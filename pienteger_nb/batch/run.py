@@ -121,9 +121,10 @@ def complete_many(
     """Complete every prompt; returns a DataFrame aligned with the input, one row per prompt.
 
     ``prompts`` is a list, a Series (its index is kept) or any iterable of strings. Columns:
-    prompt, text, finish_reason, prompt/completion/total_tokens (Int64), usage_source,
-    attempts, latency_s, status (``ok``/``error``/``cancelled``), error (``""`` when ok),
-    request_id. A failed row never loses the others. A missing key or a bad parameter raises
+    prompt, text, finish_reason, prompt/completion/total_tokens (Int64), cost (Float64, USD as
+    the row's ledger entry records it: NA when unpriced or unanswered, 0 when replayed), cached,
+    usage_source, attempts, latency_s, status (``ok``/``error``/``cancelled``/``skipped``), error
+    (``""`` when ok), request_id. A failed row never loses the others. A missing key or a bad parameter raises
     at once, before anything is sent; a wrong key, a forbidden or unknown model (401, 403,
     404) or a used-up quota raises at its first answer. ``**params`` go to every call
     (``max_tokens=...``). Rows are streamed (``best_of`` > 1 cannot be) and recorded in the
@@ -304,6 +305,8 @@ class _Run:
                     received += 1
                     done += 1
                     errors += row["status"] != "ok"
+                    if row["status"] == "ok":
+                        display.add_cost(row.get("cost"), cached=bool(row.get("cached")))
                     display.update(done, errors)
                     if on_row is not None:
                         on_row(pos, dict(row))
@@ -321,6 +324,8 @@ class _Run:
                     break
                 if self.rows[pos] is None and exc is None:
                     self.rows[pos] = row
+                    if row["status"] == "ok":
+                        display.add_cost(row.get("cost"), cached=bool(row.get("cached")))
             statuses = collections.Counter(r["status"] for r in self.rows if r is not None)
             ok = statuses["ok"]
             display.update(ok + statuses["error"], statuses["error"])

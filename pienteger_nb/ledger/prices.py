@@ -24,6 +24,8 @@ from .. import config
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from ..types import Completion
+
 # model -> (USD per 1K prompt tokens, USD per 1K completion tokens)
 PriceTable = dict[str, tuple[float, float]]
 
@@ -151,6 +153,26 @@ def cost_usd(model: str, prompt_tokens: int | None, completion_tokens: int | Non
     return ((prompt_tokens or 0) * price[0] + (completion_tokens or 0) * price[1]) / 1000.0
 
 
+def completion_cost(completion: Completion) -> float | None:
+    """What a finished call cost in USD, as its ledger row says: 0 for a replay, None when unpriced.
+
+    Priced by the model asked for (the ledger's ``model``), not the name the service answered with.
+    """
+    if completion.cached:
+        return 0.0
+    u = completion.usage
+    return cost_usd(completion.requested_model or completion.model, u.prompt_tokens, u.completion_tokens)
+
+
+def format_usd(usd: float | None) -> str:
+    """``$0.0123``, ``$0.000042``; "unpriced" for None or NA (never a made-up 0)."""
+    if usd is None or math.isnan(usd):
+        return "unpriced"
+    if usd == 0:
+        return "$0"
+    return f"${usd:.4f}" if usd >= 0.01 else f"${usd:.6f}".rstrip("0")
+
+
 def prices() -> pd.DataFrame:
     """The table in force: index ``model``, columns ``prompt`` and ``completion`` (USD per 1K tokens)."""
     import pandas as pd
@@ -169,5 +191,5 @@ def describe_cost(cost: float | None) -> str:
     return "unpriced" if cost is None or math.isnan(cost) else f"${cost:,.4f}"
 
 
-__all__ = ["PriceTable", "cost_usd", "describe_cost", "parse_table", "prices", "read_file", "set_prices",
-           "table_in_force"]
+__all__ = ["PriceTable", "completion_cost", "cost_usd", "describe_cost", "format_usd", "parse_table", "prices",
+           "read_file", "set_prices", "table_in_force"]

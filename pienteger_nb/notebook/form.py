@@ -17,6 +17,7 @@ from typing import Any
 from .. import config
 from ..client.results import estimate_tokens
 from ..errors import PientegerError
+from ..ledger.prices import completion_cost, cost_usd, format_usd
 from ..types import Completion
 from .form_text import error_sentence, parse_stop, status_summary, unescape
 from .form_view import UPDATE_INTERVAL, FormView, _Painter, _start_timer
@@ -304,6 +305,13 @@ class PromptForm(FormView):
             status = "ok"
         prompt_tokens = completion.usage.prompt_tokens if completion else estimate_tokens(job.prompt)
         completion_tokens = completion.usage.completion_tokens if completion else estimate_tokens(text)
+        # The cost its ledger row gets: a replay's is 0 and says "cached"; a stopped stream paid
+        # for the tokens it received (estimated), as its cancelled row records.
+        cached = bool(completion is not None and completion.cached)
+        if completion is not None:
+            cost = completion_cost(completion)
+        else:
+            cost = cost_usd(job.model, prompt_tokens, completion_tokens)
         entry: dict[str, Any] = {
             "prompt": job.prompt if len(job.prompt) <= 200 else job.prompt[:199] + "…",
             "model": shown_model(job.model, completion.model if completion else None),
@@ -314,6 +322,8 @@ class PromptForm(FormView):
             "finish_reason": completion.finish_reason if completion else None,
             "request_id": completion.request_id if completion else getattr(error, "request_id", None),
             "error": error_sentence(error, secrets=self._secrets()) if error is not None else "",
+            "cost": cost,
+            "cached": cached,
         }
         self.history.append(entry)
         del self.history[:-HISTORY_LENGTH]
@@ -329,7 +339,7 @@ class PromptForm(FormView):
                 model=str(entry["model"]), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                 seconds=float(entry["seconds"]), finish_reason=entry["finish_reason"],
                 usage_source=completion.usage.source if completion else "estimated",
-                stopped=status == "cancelled",
+                stopped=status == "cancelled", cost="cached" if cached else format_usd(cost),
             )
             self._set_status(line + note, kind="warn" if status == "cancelled" else "ok")
         self._render_history(self.history)

@@ -65,9 +65,15 @@ def status_summary(
     finish_reason: str | None,
     usage_source: str,
     stopped: bool = False,
+    cost: str = "",
 ) -> str:
-    """``model · 5 → 120 tokens (reported) · 2.31 s · finish: length``; ``Stopped · ...`` after a stop."""
-    parts = [model, f"{prompt_tokens} → {completion_tokens} tokens ({usage_source})", f"{seconds:.2f} s"]
+    """``model · 5 → 120 tokens (reported) · $0.0025 · 2.31 s · finish: length``; ``Stopped · ...``
+    after a stop. ``cost`` is what the call cost as shown (``$0.0025``, "unpriced", "cached"); empty
+    leaves it out."""
+    parts = [model, f"{prompt_tokens} → {completion_tokens} tokens ({usage_source})"]
+    if cost:
+        parts.append(cost)
+    parts.append(f"{seconds:.2f} s")
     if stopped:
         kept = "partial text kept" if completion_tokens else "no text had arrived"
         return "Stopped · " + " · ".join(parts) + " · " + kept

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import ipywidgets as W
 
 from .. import config
+from ..ledger.prices import format_usd
 from ..throttle import Throttle
 
 # The service's own default (16 tokens) cuts most answers short; a form starts more useful.
@@ -250,13 +251,14 @@ class FormView:
         rows = []
         for h in reversed(history):
             tokens = f"{h['prompt_tokens']} → {h['completion_tokens']}"
+            cost = "cached" if h.get("cached") else format_usd(h.get("cost"))
             rows.append(
                 "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                    h["model"], h["status"], tokens, f"{h['seconds']:.2f} s", h["prompt"][:60],
+                    h["model"], h["status"], tokens, cost, f"{h['seconds']:.2f} s", h["prompt"][:60],
                 )) + "</tr>"
             )
         self.history_view.value = (
-            "<table><tr><th>model</th><th>status</th><th>tokens</th><th>time</th><th>prompt</th></tr>"
+            "<table><tr><th>model</th><th>status</th><th>tokens</th><th>cost</th><th>time</th><th>prompt</th></tr>"
             + "".join(rows) + "</table>"
         )
 

@@ -12,19 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client.results import estimate_tokens
-from ..ledger.prices import cost_usd
+from ..ledger.prices import cost_usd, format_usd
 from ..types import Completion
 
 Price = Callable[[str, int, int], "float | None"]
-
-
-def format_usd(usd: float | None) -> str:
-    """``$0.0123``, ``$0.000042``; "unpriced" for None (never a made-up 0)."""
-    if usd is None:
-        return "unpriced"
-    if usd == 0:
-        return "$0"
-    return f"${usd:.4f}" if usd >= 0.01 else f"${usd:.6f}".rstrip("0")
 
 
 def call_cost(completion: Completion, price: Price = cost_usd) -> float | None:

@@ -108,7 +108,8 @@ def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
     lab.emulator.tokens_per_second = 60
     form.locator(".widget-text input[type=number]").fill("90")
     submit.click()
-    expect(status).to_contain_text(re.compile(r"\d+ → \d+ tokens \((reported|estimated)\) · [\d.]+ s · finish: "))
+    expect(status).to_contain_text(re.compile(
+        r"\d+ → \d+ tokens \((reported|estimated)\) · (unpriced|cached|\$[\d.]+) · [\d.]+ s · finish: "))
     expect(out.first).not_to_be_empty()
     hide_left_area(page)  # the form at full width
     form.scroll_into_view_if_needed()
