@@ -226,7 +226,7 @@ def test_an_rpm_limit_spaces_every_start(emulator, client):
 def test_interrupt_returns_finished_rows_and_resume_does_only_the_rest(emulator, client, records):
     # Deterministic: 5 invalid rows fail at once, the next 3 requests are answered (a harmless
     # keep-alive fault), every later request stalls. So exactly 8 rows can finish, and the
-    # on_row hook interrupts at the 8th, with both workers stuck in a stalled stream.
+    # on_row hook interrupts at the 8th, with the workers stuck in a stalled stream or about to be.
     prompts = [None] * 5 + [f"Row {i} says hello." for i in range(5, 30)]
     emulator.queue_fault("keepalive", times=3)
     emulator.queue_fault("stall", after=1, times=100)
@@ -253,8 +253,11 @@ def test_interrupt_returns_finished_rows_and_resume_does_only_the_rest(emulator,
     assert df.loc[:4, "status"].eq("error").all()
     cancelled = df[df["status"] == "cancelled"]
     assert cancelled["text"].isna().all() and (cancelled["error"] == "cancelled").all()
-    assert len(completions(emulator)) == 5  # 3 answered, 2 stalled, none after the interrupt
-    assert sorted(r.status for r in records) == ["cancelled"] * 2 + ["ok"] * 3
+    # 3 answered, then 1 or 2 stalled: the worker that finished the 3rd answer may or may not have
+    # sent its next request before the interrupt; none is sent after it.
+    sent = len(completions(emulator))
+    assert sent in (4, 5)
+    assert sorted(r.status for r in records) == ["cancelled"] * (sent - 3) + ["ok"] * 3
 
     emulator.reset()  # no more faults
     done = complete_many(
