@@ -1,6 +1,6 @@
 """``compare``: one prompt over several models and settings at once, a row per combination.
 
-It runs on the batch machinery (``run._Run``): the same worker threads, shared rate limiter,
+It runs on the batch machinery (``workers.Run``): the same worker threads, shared rate limiter,
 ledger recording (``source="compare"``) and interrupt handling as ``complete_many``, with the
 model, temperature and seed set per row. Every combination runs at once (up to
 ``MAX_CONCURRENCY``), so a comparison takes about as long as its slowest call.
@@ -19,7 +19,7 @@ from ..errors import AuthenticationError
 from .frame import a_type
 from .pacing import RateLimiter
 from .progress import make_progress
-from .run import BatchInterruptedWarning, _Run
+from .workers import BatchInterruptedWarning, Run
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client.client import Client
@@ -111,7 +111,7 @@ def compare(
         client.request_preview(prompt, **{**params, **extra}, stream=True)
     concurrency = min(len(combos), MAX_CONCURRENCY)
     rows: list[dict[str, Any] | None] = [None] * len(combos)
-    run = _Run(
+    run = Run(
         client,
         [prompt] * len(combos),
         list(range(len(combos))),
