@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pienteger_nb"
-LEAVES = {"errors", "types", "config", "recorder", "replay", "spend", "kernel", "throttle", "interpolate"}
+LEAVES = {"errors", "types", "config", "address", "recorder", "replay", "spend", "kernel", "throttle", "interpolate"}
 # room -> the rooms it may import (besides itself and the leaves)
 MAY_IMPORT = {
     "leaf": set(),
