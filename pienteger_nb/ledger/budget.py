@@ -215,7 +215,8 @@ class LedgerSpend:
         self._ratios: dict[tuple[str, str], tuple[float, float]] = {}
 
     def ledger(self) -> UsageLog:
-        return self._log if isinstance(self._log, UsageLog) else self._log()
+        # A ledger (SQLite or the team's) has ``record``; a function that finds one does not.
+        return self._log if hasattr(self._log, "record") else self._log()  # type: ignore[operator,return-value]
 
     def _book(self) -> tuple[str, SpendBook]:
         """(where, the spend book) of the ledger: its SQLite file or the team's database."""
