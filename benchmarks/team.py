@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pg import Cluster, find_bin_dir
 
 from pienteger_nb.ledger.budget import LedgerSpend, make_budget
+from pienteger_nb.ledger.pgschema import quoted
 from pienteger_nb.ledger.postgres import INSERT_SQL, PostgresLog
 from pienteger_nb.ledger.schema import INSERT_COLUMNS, row_values
 from pienteger_nb.ledger.store import UsageLog, replay_cache_of
@@ -134,7 +135,7 @@ def bench_usage(url: str, folder: Path, rows: int) -> None:
         conn.execute("TRUNCATE calls")
         # A bulk load for a reading benchmark: the spend trigger (totals per period) is not what is measured.
         conn.execute("ALTER TABLE calls DISABLE TRIGGER calls_spend")
-        with conn.cursor() as cur, cur.copy(f"COPY calls (row_uid, {', '.join(INSERT_COLUMNS)}) FROM STDIN") as copy:
+        with conn.cursor() as cur, cur.copy(f"COPY calls (row_uid, {', '.join(map(quoted, INSERT_COLUMNS))}) FROM STDIN") as copy:
             for row in values:
                 copy.write_row((uuid.uuid4().hex, *row))
         conn.execute("ALTER TABLE calls ENABLE TRIGGER calls_spend")
@@ -237,6 +238,8 @@ def main() -> None:
         url = cluster.create_database("bench")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
+            with PostgresLog(url, spool=folder / "spool.sqlite") as ledger:
+                ledger.open()  # migrate once, whichever parts run
             if "record" in parts:
                 bench_record(url, folder, args.repeats)
             if "processes" in parts:

@@ -249,3 +249,23 @@ def test_the_team_cache_calls_the_service_while_the_server_is_down(client, emula
     finally:
         pg_cluster.start()
     assert answer.text and len(emulator.requests) == sent + 1
+
+
+def test_a_database_from_the_release_before_gains_the_totals_of_its_rows(pg_url, tmp_path, monkeypatch):
+    from pienteger_nb.ledger.postgres import PostgresLog
+    from pienteger_nb.ledger.schema import SCHEMA_VERSION
+
+    with PostgresLog(pg_url, spool=tmp_path / "spool.sqlite") as old:
+        old.open()
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # as version 5 left it: no spend tables
+            conn.execute("DROP TRIGGER calls_spend ON calls")
+            conn.execute("DROP TABLE spend_totals, spend_reservations, prompt_ratio, replay_cache")
+            conn.execute("UPDATE schema_version SET version = 5")
+        for user, tokens in (("ada", 30), ("bob", 50)):
+            monkeypatch.setenv("JUPYTERHUB_USER", user)
+            old.record(_spent(user, tokens))
+    with PostgresLog(pg_url, spool=tmp_path / "spool.sqlite") as new:
+        assert new.open() == SCHEMA_VERSION
+        monkeypatch.setenv("JUPYTERHUB_USER", "ada")
+        assert _policy(new, "team", limit=1000).status()[2] == 80
+        assert _policy(new, "user", limit=1000).status()[2] == 30

@@ -14,7 +14,17 @@ import datetime as _dt
 from typing import TYPE_CHECKING, Any
 
 from ..types import CallRecord, Completion
-from .cache import _FILE, _LOOKUP, _REPLAYED, _STATS, CacheStats, ReplayCacheError, _answer_from, _answer_json, _prompt_text
+from .cache import (
+    FILE_SQL,
+    LOOKUP_SQL,
+    REPLAYED_SQL,
+    STATS_SQL,
+    CacheStats,
+    ReplayCacheError,
+    answer_from,
+    answer_json,
+    prompt_text,
+)
 from .prices import cost_usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +36,7 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-_PG_LOOKUP, _PG_FILE, _PG_REPLAYED = _pg(_LOOKUP), _pg(_FILE), _pg(_REPLAYED)
+_PG_LOOKUP, _PG_FILE, _PG_REPLAYED = _pg(LOOKUP_SQL), _pg(FILE_SQL), _pg(REPLAYED_SQL)
 
 
 class PostgresReplayCache:
@@ -49,7 +59,7 @@ class PostgresReplayCache:
         if not self._log.available():
             return None
         row = self._run(lambda conn: conn.execute(_PG_LOOKUP, (key,)).fetchone())
-        return None if row is None else _answer_from(row[0])
+        return None if row is None else answer_from(row[0])
 
     def file(self, rec: CallRecord, *, store_prompts: bool) -> None:
         """Keep a fresh successful answer under its key, or count a replay of one."""
@@ -63,7 +73,7 @@ class PostgresReplayCache:
             return
         u = answer.usage
         values = (
-            rec.cache_key, rec.model, _answer_json(answer), _prompt_text(rec.prompt) if store_prompts else None,
+            rec.cache_key, rec.model, answer_json(answer), prompt_text(rec.prompt) if store_prompts else None,
             u.prompt_tokens, u.completion_tokens, u.total_tokens,
             cost_usd(rec.model, u.prompt_tokens, u.completion_tokens),
             _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -71,7 +81,7 @@ class PostgresReplayCache:
         self._run(lambda conn: conn.execute(_PG_FILE, values))
 
     def stats(self) -> CacheStats:
-        entries, replays, tokens, usd, unpriced = self._run(lambda conn: conn.execute(_STATS).fetchone())
+        entries, replays, tokens, usd, unpriced = self._run(lambda conn: conn.execute(STATS_SQL).fetchone())
         return CacheStats(int(entries), int(replays), int(tokens), float(usd or 0.0), int(unpriced))
 
     def clear(self) -> int:
