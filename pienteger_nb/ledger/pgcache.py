@@ -11,7 +11,7 @@ call goes to the service instead of waiting for a connect timeout; filing is ski
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..types import CallRecord, Completion
 from .cache import (
@@ -28,7 +28,19 @@ from .cache import (
 from .prices import cost_usd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .postgres import PostgresLog
+    from .pgpool import Pool
+
+
+class PostgresLog(Protocol):
+    """What the cache uses of ``postgres.PostgresLog`` (named here, not imported: it imports us)."""
+
+    _pool: Pool
+
+    def _failure(self, exc: BaseException) -> Exception: ...
+
+    def available(self) -> bool: ...
+
+    def mark_down(self) -> None: ...
 
 
 def _pg(sql: str) -> str:
