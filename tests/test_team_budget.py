@@ -269,3 +269,19 @@ def test_a_database_from_the_release_before_gains_the_totals_of_its_rows(pg_url,
         monkeypatch.setenv("JUPYTERHUB_USER", "ada")
         assert _policy(new, "team", limit=1000).status()[2] == 80
         assert _policy(new, "user", limit=1000).status()[2] == 30
+
+
+def test_a_budget_that_cannot_be_checked_refuses_with_the_password_masked(pg_cluster, pg_url, tmp_path):
+    from pienteger_nb.ledger.postgres import PostgresLog
+
+    with PostgresLog(pg_url, spool=tmp_path / "spool.sqlite") as team:
+        team.open()
+        pg_cluster.stop()
+        try:
+            with pytest.raises(BudgetExceededError, match="cannot be checked.*unreachable") as refused:
+                _policy(team, "team").reserve(Estimate(1, 10, 20, None, "m"))
+        finally:
+            pg_cluster.start()
+        assert pg_cluster.password not in str(refused.value) and "****" in str(refused.value)
+        assert "set_budget(None)" in refused.value.advice
+        assert _policy(team, "team").reserve(Estimate(1, 10, 20, None, "m")) is not None  # back: checked again
