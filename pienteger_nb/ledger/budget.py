@@ -1,14 +1,17 @@
 """Budgets: a limit on USD or tokens per session, UTC day, UTC month or in total, that holds.
 
-Before a call is sent its worst case is reserved: in one ``BEGIN IMMEDIATE`` transaction the
-ledger's running total for the period (kept by a trigger as rows are written, so nothing is
-scanned) plus the reservations of calls still running plus this call's worst case must fit
-the limit, and the reservation is written. Threads and processes sharing the ledger file take
-turns on that transaction, so together they cannot pass the budget. When the call ends its row
-is recorded first and then the reservation deleted. A process killed mid-call leaves its
+Before a call is sent its worst case is reserved: in one atomic step the ledger's running total
+for the period (kept as rows are written, so nothing is scanned) plus the reservations of calls
+still running plus this call's worst case must fit the limit, and the reservation is written.
+Threads, processes and (on PostgreSQL) hosts sharing the ledger take turns on that step
+(``spendbook.py``: a ``BEGIN IMMEDIATE`` transaction on SQLite, ``pgbudget.py``: an advisory
+lock on PostgreSQL), so together they cannot pass the budget. When the call ends its row is
+recorded first and then the reservation deleted. A process killed mid-call leaves its
 reservation behind; it expires after ``RESERVATION_TTL_S`` so it cannot block for ever.
 
-A ``"session"`` budget counts this kernel's calls only, in memory.
+``scope="user"`` (the default) counts the spending and reservations of this user (the rows'
+``user`` column: ``JUPYTERHUB_USER``, else the login name); ``scope="team"`` everyone's who
+shares the ledger. A ``"session"`` budget counts this kernel's calls only, in memory.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from ..errors import BudgetExceededError, ConfigurationError
 from ..spend import DEFAULT_CHARS_PER_TOKEN
 from ..types import CallRecord, Estimate
 from .prices import cost_usd
+from .schema import call_user
+from .spendbook import Amounts, SpendBook, SqliteSpendBook
 from .store import UsageLog, default_log
 
 PERIODS = ("session", "day", "month", "total")
+SCOPES = ("user", "team")
 RESERVATION_TTL_S = 600.0
 _RATIO_TTL_S = 5.0  # how long a model's characters-per-token ratio is reused before it is read again
 _WHEN = {"session": "in this session", "day": "today (UTC)", "month": "this month (UTC)", "total": "in total"}
@@ -37,22 +43,27 @@ _WHEN = {"session": "in this session", "day": "today (UTC)", "month": "this mont
 
 @dataclass(frozen=True)
 class Budget:
-    """A limit: ``usd`` and/or ``tokens`` per ``per`` ("session", "day", "month", "total")."""
+    """A limit: ``usd`` and/or ``tokens`` per ``per`` ("session", "day", "month", "total"),
+    for this ``scope`` ("user" or "team")."""
 
     usd: float | None
     tokens: int | None
     per: str
+    scope: str = "user"
 
     def describe(self) -> str:
         parts = ([_usd(self.usd)] if self.usd is not None else []) + (
             [f"{self.tokens:,} tokens"] if self.tokens is not None else [])
-        return f"{' and '.join(parts)} per {self.per}"
+        whose = "" if self.per == "session" else f" for {'the team' if self.scope == 'team' else 'this user'}"
+        return f"{' and '.join(parts)} per {self.per}{whose}"
 
 
-def make_budget(usd: Any = None, *, tokens: Any = None, per: str = "day") -> Budget | None:
+def make_budget(usd: Any = None, *, tokens: Any = None, per: str = "day", scope: str = "user") -> Budget | None:
     """A checked Budget (None when both limits are None); ValueError in one line otherwise."""
     if per not in PERIODS:
         raise ValueError(f"per={per!r}: choose one of {', '.join(PERIODS)}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r}: choose 'user' (this user's calls) or 'team' (everyone sharing the ledger)")
     if usd is not None:
         if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) or usd < 0:
             raise ValueError(f"budget usd={usd!r}: give a number of US dollars >= 0, e.g. set_budget(5)")
@@ -61,26 +72,31 @@ def make_budget(usd: Any = None, *, tokens: Any = None, per: str = "day") -> Bud
         raise ValueError(f"budget tokens={tokens!r}: give a whole number >= 0, e.g. set_budget(tokens=200000)")
     if usd is None and tokens is None:
         return None
-    return Budget(usd, tokens, per)
+    return Budget(usd, tokens, per, scope)
 
 
-_TEXT = re.compile(r"^\s*\$?\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*(usd|\$|tokens?)?\s*(?:/|per)\s*([a-z]+)\s*$", re.IGNORECASE)
+_TEXT = re.compile(
+    r"^\s*\$?\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*(usd|\$|tokens?)?\s*(?:/|per)\s*([a-z]+)\s*(?:/\s*([a-z]+)\s*)?$",
+    re.IGNORECASE,
+)
 
 
 def parse_budget(text: str) -> Budget | None:
-    """``"5/day"``, ``"$5/month"``, ``"200000tokens/month"``; ``"off"``/``""`` is None."""
+    """``"5/day"``, ``"$5/month"``, ``"200000tokens/month"``, ``"5/day/team"`` (scope last:
+    ``user``, the default, or ``team``); ``"off"``/``""`` is None."""
     if text.strip().lower() in ("", "off", "none"):
         return None
     match = _TEXT.match(text)
     if not match:
-        raise ValueError(f"budget {text!r}: write it like 5/day, 20/month or 200000tokens/month "
-                         f"(periods: {', '.join(PERIODS)})")
+        raise ValueError(f"budget {text!r}: write it like 5/day, 20/month/team or 200000tokens/month "
+                         f"(periods: {', '.join(PERIODS)}; scopes: {', '.join(SCOPES)})")
     amount, unit, per = match.group(1).replace(",", "").replace("_", ""), (match.group(2) or "").lower(), match.group(3).lower()
+    scope = (match.group(4) or "user").lower()
     if unit.startswith("token"):
         if "." in amount:
             raise ValueError(f"budget {text!r}: tokens are a whole number")
-        return make_budget(tokens=int(amount), per=per)
-    return make_budget(float(amount), per=per)
+        return make_budget(tokens=int(amount), per=per, scope=scope)
+    return make_budget(float(amount), per=per, scope=scope)
 
 
 _OFF = "off"
@@ -88,15 +104,17 @@ _explicit: Budget | str | None = None  # None: not set in this kernel (PIENTEGER
 _env_cache: tuple[str, Budget | None] | None = None
 
 
-def set_budget(usd: float | None = None, *, tokens: int | None = None, per: str = "day") -> None:
+def set_budget(usd: float | None = None, *, tokens: int | None = None, per: str = "day",
+               scope: str = "user") -> None:
     """Refuse calls in this kernel that could pass ``usd`` (US dollars) or ``tokens`` per ``per``.
 
     ``per``: "session" (this kernel's calls), "day" or "month" (UTC) or "total", counted on the
-    spending recorded in the shared ledger. A new budget replaces the old; ``set_budget(None)``
-    turns it off (also over ``PIENTEGER_BUDGET``).
+    spending recorded in the shared ledger: this user's (``scope="user"``, the rows' ``user``)
+    or everyone's sharing it (``scope="team"``). A new budget replaces the old;
+    ``set_budget(None)`` turns it off (also over ``PIENTEGER_BUDGET``).
     """
     global _explicit
-    budget = make_budget(usd, tokens=tokens, per=per)
+    budget = make_budget(usd, tokens=tokens, per=per, scope=scope)
     _explicit = budget if budget is not None else _OFF
     if budget is not None and budget.per == "session":
         _session.start()
@@ -155,9 +173,12 @@ def _refusal(budget: Budget, unit: str, spent: float, held: float, worst: float,
     suggestion = (f"{math.ceil(raise_to * 100) / 100:g}" if unit == "usd" else f"tokens={math.ceil(raise_to)}")
     magic = f"{math.ceil(raise_to * 100) / 100:g}" if unit == "usd" else f"{math.ceil(raise_to)}tokens"
     running = f" (+{_money(held, unit)} held by calls running now)" if held else ""
-    message = (f"budget: spent {_money(spent, unit)}{running} of {_money(limit, unit)} {_WHEN[budget.per]}; "
+    whose = "" if budget.per == "session" else (" by the team" if budget.scope == "team" else " by this user")
+    message = (f"budget: spent {_money(spent, unit)}{running} of {_money(limit, unit)}{whose} {_WHEN[budget.per]}; "
                f"{what} could cost up to {_money(worst, unit)}{fits}")
-    advice = f"raise it with set_budget({suggestion}, per={budget.per!r}) or %pienteger budget {magic} --per {budget.per}"
+    team = budget.scope == "team" and budget.per != "session"
+    advice = (f"raise it with set_budget({suggestion}, per={budget.per!r}{', scope=' + repr('team') if team else ''}) "
+              f"or %pienteger budget {magic} --per {budget.per}{' --scope team' if team else ''}")
     return BudgetExceededError(message, spent=spent, limit=float(limit), worst_case=worst, unit=unit, advice=advice)
 
 
@@ -170,7 +191,7 @@ def _unpriced(model: str) -> BudgetExceededError:
 
 @dataclass
 class _Ticket:
-    log: UsageLog | None  # None: a session reservation
+    book: SpendBook | None  # None: a session reservation
     row_id: int
     usd: float
     tokens: int
@@ -194,30 +215,31 @@ class LedgerSpend:
         self._ratios: dict[tuple[str, str], tuple[float, float]] = {}
 
     def ledger(self) -> UsageLog:
-        return self._log if isinstance(self._log, UsageLog) else self._log()
+        # A ledger (SQLite or the team's) has ``record``; a function that finds one does not.
+        return self._log if hasattr(self._log, "record") else self._log()  # type: ignore[operator,return-value]
 
-    def _budget_ledger(self) -> UsageLog:
-        """The ledger that keeps spending per period (a SQLite one, for now)."""
+    def _book(self) -> tuple[str, SpendBook]:
+        """(where, the spend book) of the ledger: its SQLite file or the team's database."""
         log = self.ledger()
-        if not isinstance(log, UsageLog):
-            raise ConfigurationError(
-                "a budget per day, month or total is kept in a SQLite ledger, not yet in the team "
-                "(PostgreSQL) ledger; use set_budget(..., per='session') or PIENTEGER_USAGE_DB=FILE"
-            )
-        return log
+        if isinstance(log, UsageLog):
+            return log.path, SqliteSpendBook(log)
+        from .pgbudget import PostgresSpendBook
+
+        return log.path, PostgresSpendBook(log)  # type: ignore[arg-type]
 
     # -- estimates --------------------------------------------------------------------------
     def chars_per_token(self, model: str) -> float:
-        log = self.ledger()
-        if not isinstance(log, UsageLog):  # the team ledger keeps no ratios yet
-            return DEFAULT_CHARS_PER_TOKEN
+        where, book = self._book()
         now = time.monotonic()
-        cached = self._ratios.get((log.path, model))
+        cached = self._ratios.get((where, model))
         if cached is not None and now - cached[1] < _RATIO_TTL_S:
             return cached[0]
-        rows = log.execute("SELECT chars, tokens FROM prompt_ratio WHERE model = ?", (model,))
-        ratio = rows[0][0] / rows[0][1] if rows and rows[0][1] > 0 else 4.0
-        self._ratios[(log.path, model)] = (ratio, now)
+        try:
+            seen = book.prompt_ratio(model)
+        except BudgetExceededError:  # the team ledger is down: estimate as with no history
+            seen = None
+        ratio = seen[0] / seen[1] if seen and seen[1] > 0 else DEFAULT_CHARS_PER_TOKEN
+        self._ratios[(where, model)] = (ratio, now)
         return ratio
 
     def cost(self, model: str, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
@@ -242,19 +264,9 @@ class LedgerSpend:
         if budget.per == "session":
             with _session.lock:
                 return budget, _session.usd, _session.tokens, _session.held_usd, _session.held_tokens
-        with self._budget_ledger().immediate() as conn:
-            spent, held = self._read(conn, period_key(budget.per, self.clock()))
+        now = self.clock()
+        spent, held = self._book()[1].read(period_key(budget.per, now), _who(budget), int(now * 1e6))
         return budget, spent[0], int(spent[1]), held[0], int(held[1])
-
-    def _read(self, conn: Any, period: str) -> tuple[tuple[float, float], tuple[float, float]]:
-        now_us = int(self.clock() * 1e6)
-        conn.execute("DELETE FROM spend_reservations WHERE expires_us < ?", (now_us,))
-        spent = conn.execute("SELECT usd, tokens FROM spend_totals WHERE period = ?", (period,)).fetchone()
-        held = conn.execute(
-            "SELECT ifnull(sum(usd), 0), ifnull(sum(tokens), 0) FROM spend_reservations WHERE period = ?",
-            (period,),
-        ).fetchone()
-        return (spent or (0.0, 0)), held
 
     def reserve(self, estimate: Estimate, *, what: str = "this call") -> Any:
         budget = self.budget()
@@ -270,18 +282,20 @@ class LedgerSpend:
                 _session.held_usd += usd
                 _session.held_tokens += tokens
             return _Ticket(None, 0, usd, tokens)
-        log = self._budget_ledger()
-        period = period_key(budget.per, self.clock())
-        with log.immediate() as conn:
-            spent, held = self._read(conn, period)
+        book = self._book()[1]
+        now = self.clock()
+
+        def check(spent: Amounts, held: Amounts) -> Exception | None:
             have = {"usd": (spent[0], held[0]), "tokens": (spent[1], held[1])}
-            self._check(budget, needs, have, what)
-            cursor = conn.execute(
-                "INSERT INTO spend_reservations (period, usd, tokens, expires_us) VALUES (?, ?, ?, ?)",
-                (period, usd, tokens, int((self.clock() + self.ttl_s) * 1e6)),
-            )
-            row_id = int(cursor.lastrowid or 0)
-        return _Ticket(log, row_id, usd, tokens)
+            try:
+                self._check(budget, needs, have, what)
+            except BudgetExceededError as refusal:
+                return refusal
+            return None
+
+        row_id = book.hold(period_key(budget.per, now), _who(budget), call_user(), usd, tokens,
+                           int(now * 1e6), int((now + self.ttl_s) * 1e6), check)
+        return _Ticket(book, row_id, usd, tokens)
 
     @staticmethod
     def _check(budget: Budget, needs: list[tuple[str, float]], have: dict[str, tuple[float, float]],
@@ -297,7 +311,7 @@ class LedgerSpend:
     def settle(self, ticket: Any, record: CallRecord | None) -> None:
         if not isinstance(ticket, _Ticket):
             return
-        if ticket.log is None:
+        if ticket.book is None:
             cost = 0.0
             tokens = 0
             if record is not None and not record.cached:
@@ -309,7 +323,7 @@ class LedgerSpend:
                 _session.usd += cost
                 _session.tokens += tokens
             return
-        ticket.log.execute("DELETE FROM spend_reservations WHERE id = ?", (ticket.row_id,))
+        ticket.book.release(ticket.row_id)
 
     def fits(self, estimates: list[Estimate]) -> None:
         """BudgetExceededError, saying how many rows fit, unless every row's worst case fits now."""
@@ -340,6 +354,11 @@ class LedgerSpend:
                            fits=f": {fit:,} of them would fit; nothing was sent")
 
 
+def _who(budget: Budget) -> str | None:
+    """Whose spending a budget counts: None for the team, else this user's name."""
+    return None if budget.scope == "team" else call_user()
+
+
 def describe_status(policy: LedgerSpend | None = None) -> str:
     """``%pienteger budget``: one line of spent / limit, or that no budget is set."""
     budget, usd, tokens, held_usd, held_tokens = (policy or LedgerSpend()).status()
@@ -354,5 +373,5 @@ def describe_status(policy: LedgerSpend | None = None) -> str:
     return f"budget {budget.describe()}: spent {' and '.join(parts)} {_WHEN[budget.per]}{held}."
 
 
-__all__ = ["PERIODS", "RESERVATION_TTL_S", "Budget", "LedgerSpend", "current_budget", "describe_status",
+__all__ = ["PERIODS", "RESERVATION_TTL_S", "SCOPES", "Budget", "LedgerSpend", "current_budget", "describe_status",
            "make_budget", "parse_budget", "set_budget"]

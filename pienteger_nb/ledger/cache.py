@@ -49,17 +49,17 @@ _CREATE = """CREATE TABLE IF NOT EXISTS replay_cache (
     stored_at TEXT NOT NULL,
     replays INTEGER NOT NULL DEFAULT 0
 )"""
-_LOOKUP = "SELECT answer FROM replay_cache WHERE key = ?"
+LOOKUP_SQL = "SELECT answer FROM replay_cache WHERE key = ?"
 # A refresh replaces the answer; the replays it saved so far stay counted.
-_FILE = """INSERT INTO replay_cache
+FILE_SQL = """INSERT INTO replay_cache
     (key, model, answer, prompt, prompt_tokens, completion_tokens, total_tokens, cost, stored_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT(key) DO UPDATE SET model = excluded.model, answer = excluded.answer,
         prompt = excluded.prompt, prompt_tokens = excluded.prompt_tokens,
         completion_tokens = excluded.completion_tokens, total_tokens = excluded.total_tokens,
         cost = excluded.cost, stored_at = excluded.stored_at"""
-_REPLAYED = "UPDATE replay_cache SET replays = replays + 1 WHERE key = ?"
-_STATS = """SELECT count(*), coalesce(sum(replays), 0), coalesce(sum(replays * total_tokens), 0),
+REPLAYED_SQL = "UPDATE replay_cache SET replays = replays + 1 WHERE key = ?"
+STATS_SQL = """SELECT count(*), coalesce(sum(replays), 0), coalesce(sum(replays * total_tokens), 0),
     sum(replays * cost), coalesce(sum(CASE WHEN cost IS NULL THEN replays ELSE 0 END), 0)
     FROM replay_cache"""
 
@@ -90,7 +90,7 @@ class CacheStats:
                 f"{self.tokens_saved:,} tokens and {usd}.")
 
 
-def _answer_json(answer: Completion) -> str:
+def answer_json(answer: Completion) -> str:
     return json.dumps({
         "id": answer.id, "model": answer.model, "created": answer.created,
         "request_id": answer.request_id,
@@ -100,7 +100,7 @@ def _answer_json(answer: Completion) -> str:
     }, separators=(",", ":"), ensure_ascii=False)
 
 
-def _answer_from(raw: str) -> Completion:
+def answer_from(raw: str) -> Completion:
     data = json.loads(raw)
     p, c, t, source = data["usage"]
     return Completion(
@@ -111,7 +111,7 @@ def _answer_from(raw: str) -> Completion:
     )
 
 
-def _prompt_text(prompt: Any) -> str | None:
+def prompt_text(prompt: Any) -> str | None:
     if prompt is None or isinstance(prompt, str):
         return prompt
     return json.dumps(list(prompt), ensure_ascii=False)
@@ -147,8 +147,8 @@ class ReplayCache:
     def lookup(self, key: str) -> Completion | None:
         """The stored answer for ``key``, or None."""
         with self._conn() as conn:
-            row = conn.execute(_LOOKUP, (key,)).fetchone()
-        return None if row is None else _answer_from(row[0])
+            row = conn.execute(LOOKUP_SQL, (key,)).fetchone()
+        return None if row is None else answer_from(row[0])
 
     def file(self, rec: CallRecord, *, store_prompts: bool) -> None:
         """Keep a fresh successful answer under its key, or count a replay of one."""
@@ -156,24 +156,24 @@ class ReplayCache:
             return
         if rec.cached:
             with self._conn() as conn:
-                conn.execute(_REPLAYED, (rec.cache_key,))
+                conn.execute(REPLAYED_SQL, (rec.cache_key,))
             return
         answer = rec.answer
         if answer is None:
             return
         u = answer.usage
         values = (
-            rec.cache_key, rec.model, _answer_json(answer), _prompt_text(rec.prompt) if store_prompts else None,
+            rec.cache_key, rec.model, answer_json(answer), prompt_text(rec.prompt) if store_prompts else None,
             u.prompt_tokens, u.completion_tokens, u.total_tokens,
             cost_usd(rec.model, u.prompt_tokens, u.completion_tokens),
             _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
         with self._conn() as conn:
-            conn.execute(_FILE, values)
+            conn.execute(FILE_SQL, values)
 
     def stats(self) -> CacheStats:
         with self._conn() as conn:
-            entries, replays, tokens, usd, unpriced = conn.execute(_STATS).fetchone()
+            entries, replays, tokens, usd, unpriced = conn.execute(STATS_SQL).fetchone()
         return CacheStats(int(entries), int(replays), int(tokens), float(usd or 0.0), int(unpriced))
 
     def clear(self) -> int:

@@ -56,6 +56,72 @@ def derived_columns() -> tuple[tuple[str, str], ...]:
     return tuple(columns)
 
 
+# Budgets and the replay cache, as in the SQLite file (schema v5, v6; cache.py). The running
+# totals per period, team-wide (scope 'team', who '') and per user, and the prompt ratios are
+# kept by a trigger in the transaction that inserts the row: every writer (a kernel, a spooled
+# row sent later, `ledger copy`) keeps them, and a budget check reads one row, never scans.
+_SPEND_TABLES = (
+    """CREATE TABLE IF NOT EXISTS spend_totals (
+        scope TEXT NOT NULL, who TEXT NOT NULL, period TEXT NOT NULL,
+        usd DOUBLE PRECISION NOT NULL DEFAULT 0, tokens BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (scope, who, period))""",
+    """CREATE TABLE IF NOT EXISTS spend_reservations (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, who TEXT NOT NULL, period TEXT NOT NULL,
+        usd DOUBLE PRECISION NOT NULL, tokens BIGINT NOT NULL, expires_us BIGINT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS spend_reservations_expiry ON spend_reservations (expires_us)",
+    """CREATE TABLE IF NOT EXISTS prompt_ratio (
+        model TEXT PRIMARY KEY, chars BIGINT NOT NULL, tokens BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS replay_cache (
+        key TEXT PRIMARY KEY, model TEXT NOT NULL, answer TEXT NOT NULL, prompt TEXT,
+        prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL,
+        cost DOUBLE PRECISION, stored_at TEXT NOT NULL, replays BIGINT NOT NULL DEFAULT 0)""",
+)
+_PERIODS = """(VALUES ('day:' || to_char(to_timestamp({t} / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')),
+                     ('month:' || to_char(to_timestamp({t} / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM')),
+                     ('total')) AS p(period)"""
+_SPEND_TRIGGER = f"""CREATE OR REPLACE FUNCTION pienteger_calls_spend() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.cached = 0 THEN
+        -- The same order of rows for every insert: concurrent writers queue, never deadlock.
+        INSERT INTO spend_totals AS t (scope, who, period, usd, tokens)
+        SELECT s.scope, s.who, p.period, coalesce(NEW.cost, 0), coalesce(NEW.total_tokens, 0)
+        FROM (VALUES ('team', ''), ('user', NEW."user")) AS s(scope, who), {_PERIODS.format(t="NEW.time_us")}
+        ORDER BY 1, 2, 3
+        ON CONFLICT (scope, who, period) DO UPDATE SET usd = t.usd + excluded.usd, tokens = t.tokens + excluded.tokens;
+        IF NEW.usage_source = 'reported' AND NEW.prompt_chars > 0 AND NEW.prompt_tokens > 0 THEN
+            INSERT INTO prompt_ratio AS r (model, chars, tokens) VALUES (NEW.model, NEW.prompt_chars, NEW.prompt_tokens)
+            ON CONFLICT (model) DO UPDATE SET chars = r.chars + excluded.chars, tokens = r.tokens + excluded.tokens;
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$"""
+# Rows written before the trigger existed (a database made by an earlier release) count too.
+_BACKFILL = (
+    f"""INSERT INTO spend_totals (scope, who, period, usd, tokens)
+        SELECT s.scope, s.who, p.period, sum(coalesce(c.cost, 0)), sum(coalesce(c.total_tokens, 0))
+        FROM calls c CROSS JOIN LATERAL (VALUES ('team', ''), ('user', c."user")) AS s(scope, who)
+        CROSS JOIN LATERAL {_PERIODS.format(t="c.time_us")}
+        WHERE c.cached = 0 GROUP BY 1, 2, 3""",
+    """INSERT INTO prompt_ratio (model, chars, tokens)
+        SELECT model, sum(prompt_chars), sum(prompt_tokens) FROM calls
+        WHERE usage_source = 'reported' AND prompt_chars > 0 AND prompt_tokens > 0 AND cached = 0
+        GROUP BY model""",
+)
+
+
+def _spend_and_cache_tables(conn: psycopg.Connection[Any]) -> None:
+    row = conn.execute("SELECT to_regclass('spend_totals') IS NULL").fetchone()
+    new = bool(row and row[0])
+    for statement in _SPEND_TABLES:
+        conn.execute(statement)
+    conn.execute(_SPEND_TRIGGER)
+    conn.execute("DROP TRIGGER IF EXISTS calls_spend ON calls")
+    conn.execute("CREATE TRIGGER calls_spend AFTER INSERT ON calls FOR EACH ROW EXECUTE FUNCTION pienteger_calls_spend()")
+    if new:
+        for statement in _BACKFILL:
+            conn.execute(statement)
+
+
 def migrate_postgres(conn: psycopg.Connection[Any]) -> int:
     """Bring the database up to the ledger's schema (a newer one is left alone); returns its version."""
     found = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
@@ -89,6 +155,7 @@ def migrate_postgres(conn: psycopg.Connection[Any]) -> int:
             if name not in present:
                 conn.execute(f"ALTER TABLE calls ADD COLUMN {quoted(name)} {definition}")
         conn.execute("CREATE INDEX IF NOT EXISTS calls_time ON calls (time_us)")
+        _spend_and_cache_tables(conn)
         conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
     return SCHEMA_VERSION
 

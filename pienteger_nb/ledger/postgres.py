@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .. import config
 from ..types import CallRecord
+from .cache import ReplayCacheError
 from .failure import UsageLogError
+from .pgcache import PostgresReplayCache
 from .pgpool import Pool
 from .pgschema import migrate_postgres, quoted
 from .schema import INSERT_COLUMNS, row_values
@@ -147,9 +149,30 @@ class PostgresLog:
         except psycopg.Error as exc:
             raise self._failure(exc) from None
 
+    def available(self) -> bool:
+        """False for a moment after the server could not be reached (rows then go to the spool)."""
+        return self._down_since is None or self._clock() - self._down_since >= RETRY_AFTER_S
+
+    def mark_down(self) -> None:
+        """The server could not be reached: skip it (spool rows, find no replays) for a moment."""
+        if self._down_since is None:
+            self._down_since = self._clock()
+
+    @functools.cached_property
+    def replay_cache(self) -> PostgresReplayCache:
+        """The replay cache in this database."""
+        return PostgresReplayCache(self)
+
     def record(self, rec: CallRecord) -> None:
-        """Write one call as one row: committed on the server, or kept in the spool if it is down."""
-        self._send([(uuid.uuid4().hex, row_values(rec, store_prompts=self._store()))])
+        """Write one call as one row: committed on the server, or kept in the spool if it is down
+        (and file or count its answer in the replay cache when the call may be replayed)."""
+        store = self._store()
+        self._send([(uuid.uuid4().hex, row_values(rec, store_prompts=store))])
+        if rec.cache_key is not None and self._down_since is None:
+            try:
+                self.replay_cache.file(rec, store_prompts=store)
+            except ReplayCacheError as exc:  # the row is written; only the stored answer is missing
+                warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
 
     def record_many(self, records: Iterable[CallRecord]) -> int:
         """Write many records in one transaction; returns how many."""

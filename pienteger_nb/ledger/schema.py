@@ -133,6 +133,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ON CONFLICT (model) DO UPDATE SET chars = chars + excluded.chars, tokens = tokens + excluded.tokens;
         END""",
     ),
+    (  # v6: budgets per user. Running totals per user and period, kept by a trigger like the
+        # team's; each reservation says whose call holds it, so a user's budget counts only theirs.
+        """CREATE TABLE IF NOT EXISTS spend_user_totals (
+            user TEXT NOT NULL, period TEXT NOT NULL, usd REAL NOT NULL DEFAULT 0,
+            tokens INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (user, period)
+        ) WITHOUT ROWID""",
+        *(
+            f"""INSERT INTO spend_user_totals (user, period, usd, tokens)
+                SELECT user, {key}, sum(ifnull(cost, 0)), sum(ifnull(total_tokens, 0))
+                FROM calls WHERE NOT cached GROUP BY 1, 2"""
+            for key in (
+                "'day:' || strftime('%Y-%m-%d', time_us / 1000000, 'unixepoch')",
+                "'month:' || strftime('%Y-%m', time_us / 1000000, 'unixepoch')",
+                "'total'",
+            )
+        ),
+        """CREATE TRIGGER IF NOT EXISTS calls_spend_user AFTER INSERT ON calls WHEN NOT NEW.cached BEGIN
+            INSERT INTO spend_user_totals (user, period, usd, tokens) VALUES
+                (NEW.user, 'day:' || strftime('%Y-%m-%d', NEW.time_us / 1000000, 'unixepoch'),
+                 ifnull(NEW.cost, 0), ifnull(NEW.total_tokens, 0)),
+                (NEW.user, 'month:' || strftime('%Y-%m', NEW.time_us / 1000000, 'unixepoch'),
+                 ifnull(NEW.cost, 0), ifnull(NEW.total_tokens, 0)),
+                (NEW.user, 'total', ifnull(NEW.cost, 0), ifnull(NEW.total_tokens, 0))
+            ON CONFLICT (user, period) DO UPDATE SET usd = usd + excluded.usd, tokens = tokens + excluded.tokens;
+        END""",
+        "ALTER TABLE spend_reservations ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -358,23 +358,26 @@ def record_call(rec: CallRecord) -> None:
 
 
 
+def replay_cache_of(log: Any) -> Any:
+    """The replay cache in ``log``'s database: its SQLite file, or the team's PostgreSQL."""
+    return cache_of(log) if isinstance(log, UsageLog) else log.replay_cache
+
+
 class LedgerReplay:
     """The package's replay store: the default ledger's cache, found at each call."""
 
     def lookup(self, key: str) -> Completion | None:
-        log = default_log()
-        if not isinstance(log, UsageLog):  # the team ledger keeps no replay cache yet
-            return None
         try:
-            return cache_of(log).lookup(key)
+            answer: Completion | None = replay_cache_of(default_log()).lookup(key)
         except ReplayCacheError as exc:
             raise UsageLogError(str(exc)) from exc
+        return answer
 
 
 def clear_cache() -> int:
     """Empty the replay cache in the default ledger; returns how many answers it held."""
     try:
-        return cache_of(default_log()).clear()
+        return int(replay_cache_of(default_log()).clear())
     except ReplayCacheError as exc:
         raise UsageLogError(str(exc)) from exc
 
@@ -382,9 +385,10 @@ def clear_cache() -> int:
 def cache_stats() -> CacheStats:
     """What the default ledger's replay cache holds and has saved (entries, replays, tokens, USD)."""
     try:
-        return cache_of(default_log()).stats()
+        stats: CacheStats = replay_cache_of(default_log()).stats()
     except ReplayCacheError as exc:
         raise UsageLogError(str(exc)) from exc
+    return stats
 
 
 def usage(

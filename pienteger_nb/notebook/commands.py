@@ -307,25 +307,29 @@ def cmd_prices(magics: PientegerMagics, words: list[str]) -> None:
 def cmd_budget(magics: PientegerMagics, words: list[str]) -> None:
     from ..ledger.budget import describe_status, parse_budget, set_budget
 
-    how = "e.g. %pienteger budget 5 --per day, %pienteger budget 200000tokens --per month, %pienteger budget off"
+    how = ("e.g. %pienteger budget 5 --per day, %pienteger budget 20 --per month --scope team, "
+           "%pienteger budget 200000tokens --per month, %pienteger budget off")
     if words == ["off"]:
         set_budget(None)
         print("Budget off: calls are not limited.")
         return
     if words:
-        amount, per, rest = words[0], "day", words[1:]
-        if rest[:1] == ["--per"] and len(rest) == 2:
-            per = rest[1]
-        elif rest:
+        amount, options, rest = words[0], {"--per": "day", "--scope": "user"}, words[1:]
+        while rest[:1] and rest[0] in options and len(rest) >= 2:
+            options[rest[0]], rest = rest[1], rest[2:]
+        if rest:
             raise UsageError(f"%pienteger budget: unexpected {' '.join(rest)!r}; {how}")
+        text = amount if "/" in amount else f"{amount}/{options['--per']}"
+        if text.count("/") < 2:
+            text += f"/{options['--scope']}"
         try:
-            budget = parse_budget(amount if "/" in amount else f"{amount}/{per}")
+            budget = parse_budget(text)
         except ValueError as exc:
             raise UsageError(f"{exc}; {how}") from None
         if budget is None:
             set_budget(None)
         else:
-            set_budget(budget.usd, tokens=budget.tokens, per=budget.per)
+            set_budget(budget.usd, tokens=budget.tokens, per=budget.per, scope=budget.scope)
     try:
         print(describe_status())
     except PientegerError as exc:

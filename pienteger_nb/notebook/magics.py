@@ -72,7 +72,8 @@ subcommands (line magic):
       start [--latency S] [--tokens-per-second N] [--rpm N]: slow it down (e.g. 5 tokens
       a second) to watch the stream and try Stop; its answers are unrelated public-domain prose
   %pienteger prices                      the prices in force (USD per 1K tokens)
-  %pienteger budget [5 --per day | off]  show or set the spending limit
+  %pienteger budget [5 --per day | off]  show or set the spending limit (this user's calls;
+      --scope team: everyone's sharing the ledger)
   %pienteger cache [clear]               stored answers, replays and what they saved; or empty it
   %pienteger explain [-m MODEL]          ask the model why the last failing cell failed
   %pienteger jobs                        background completions: id, model, state, tokens, seconds
