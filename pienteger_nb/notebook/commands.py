@@ -1,72 +1,26 @@
 """The ``%pienteger SUBCOMMAND`` line magics: models, usage, config, login, check, form,
-emulator, explain, jobs, stop, help. Each takes the ``PientegerMagics`` instance and the words after its name.
+emulator and help here; prices, budget, cache in ``spend_commands``; explain, jobs, stop in
+``job_commands``. Each takes the ``PientegerMagics`` instance and the words after its name.
 """
 
 from __future__ import annotations
 
 import difflib
 import getpass
-import html
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from IPython.core.error import UsageError
 
 from .. import config
 from ..errors import ConfigurationError, PientegerError
 from .args import emulator_parser, fill_words, parse_words, split_line, usage_parser
+from .command_kit import PientegerMagics, show, table_bundle
 from .failures import CellFailure, describe
-
-
-class PientegerMagics(Protocol):
-    """What a subcommand uses of the magics (``magics.PientegerMagics``, which calls in here)."""
-
-    shell: Any
-    emulator: Any
-    errors: Any
-    jobs: Any
-    _saved_settings: tuple[Any, Any] | None
-    listed_models: dict[str, list[str]]
-
-    def client(self) -> Any: ...
-
-    def fail(self, exc: BaseException, *, what: str = ...) -> CellFailure: ...
-
-    def pienteger(self, line: str, cell: str | None = None) -> None: ...
-
-    def complete_cell(self, line: str, cell: str) -> Any: ...
-
-
-def _show(magics: PientegerMagics, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-    from .render import sink_for_shell
-
-    sink_for_shell(magics.shell).final(data, metadata or {})
-
-
-def table_bundle(headers: list[str], rows: list[tuple[Any, ...]]) -> dict[str, str]:
-    """A small table as HTML, Markdown and aligned plain text (no pandas needed)."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    plain = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    plain += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>"
-        for r in cells
-    )
-
-    def md(c: str) -> str:
-        return c.replace("|", "\\|")
-
-    markdown = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    markdown += ["| " + " | ".join(md(c) for c in r) + " |" for r in cells]
-    return {
-        "text/plain": "\n".join(plain),
-        "text/html": f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
-        "text/markdown": "\n".join(markdown),
-    }
+from .job_commands import cmd_explain, cmd_jobs, cmd_stop
+from .spend_commands import cmd_budget, cmd_cache, cmd_prices
 
 
 def cmd_models(magics: PientegerMagics, words: list[str]) -> None:
@@ -79,7 +33,7 @@ def cmd_models(magics: PientegerMagics, words: list[str]) -> None:
     magics.listed_models[str(config.get("base_url"))] = [m.id for m in models]
     default = config.get("model")
     rows = [(m.id, m.owned_by, "default" if m.id == default else "") for m in models]
-    _show(
+    show(
         magics,
         table_bundle(["model", "owned by", ""], rows),
         {"pienteger": {"models": [m.id for m in models]}},
@@ -132,7 +86,7 @@ def cmd_config(magics: PientegerMagics, words: list[str]) -> None:
     if words:
         changed = {name for name, _ in settings}
         rows = [r for r in rows if r[0] in changed]
-    _show(magics, table_bundle(["setting", "value", "from"], rows))
+    show(magics, table_bundle(["setting", "value", "from"], rows))
 
 
 def cmd_login(magics: PientegerMagics, words: list[str]) -> None:
@@ -286,125 +240,6 @@ def cmd_emulator(magics: PientegerMagics, words: list[str]) -> None:
     # Without this, a user takes the emulator's prose for what the model made of the prompt.
     print("Its answers are public-domain prose unrelated to the prompt (same at temperature 0): "
           "they show the plumbing, not a model.")
-
-
-def cmd_prices(magics: PientegerMagics, words: list[str]) -> None:
-    if words:
-        raise UsageError("%pienteger prices takes no options; set them with set_prices({...}) or "
-                         "%pienteger config prices=FILE")
-    from ..ledger.prices import table_in_force
-
-    table = table_in_force()
-    if not table:
-        print("No prices set: every model is unpriced. Use pienteger_nb.set_prices({\"model\": 0.02}) "
-              "or %pienteger config prices=FILE (JSON, USD per 1K tokens).")
-        return
-    rows = [(m, f"{p:g}", f"{c:g}") for m, (p, c) in sorted(table.items())]
-    _show(magics, table_bundle(["model", "prompt (USD/1K)", "completion (USD/1K)"], rows),
-          {"pienteger": {"prices": {m: {"prompt": p, "completion": c} for m, (p, c) in table.items()}}})
-
-
-def cmd_budget(magics: PientegerMagics, words: list[str]) -> None:
-    from ..ledger.budget import describe_status, parse_budget, set_budget
-
-    how = ("e.g. %pienteger budget 5 --per day, %pienteger budget 20 --per month --scope team, "
-           "%pienteger budget 200000tokens --per month, %pienteger budget off")
-    if words == ["off"]:
-        set_budget(None)
-        print("Budget off: calls are not limited.")
-        return
-    if words:
-        amount, options, rest = words[0], {"--per": "day", "--scope": "user"}, words[1:]
-        while rest[:1] and rest[0] in options and len(rest) >= 2:
-            options[rest[0]], rest = rest[1], rest[2:]
-        if rest:
-            raise UsageError(f"%pienteger budget: unexpected {' '.join(rest)!r}; {how}")
-        text = amount if "/" in amount else f"{amount}/{options['--per']}"
-        if text.count("/") < 2:
-            text += f"/{options['--scope']}"
-        try:
-            budget = parse_budget(text)
-        except ValueError as exc:
-            raise UsageError(f"{exc}; {how}") from None
-        if budget is None:
-            set_budget(None)
-        else:
-            set_budget(budget.usd, tokens=budget.tokens, per=budget.per, scope=budget.scope)
-    try:
-        print(describe_status())
-    except PientegerError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def cmd_cache(magics: PientegerMagics, words: list[str]) -> None:
-    """``%pienteger cache``: what the replay cache holds and saved; ``cache clear`` empties it."""
-    from ..ledger.store import UsageLogError, cache_stats, clear_cache
-
-    if words not in ([], ["clear"]):
-        raise UsageError("usage: %pienteger cache (what is stored and saved) or %pienteger cache clear")
-    try:
-        if words:
-            removed = clear_cache()
-            print(f"Replay cache cleared: {removed:,} stored answer{'s' if removed != 1 else ''} removed.")
-            return
-        stats = cache_stats()
-    except UsageLogError as exc:
-        raise magics.fail(exc, what="replay cache") from None
-    setting = {True: "on", False: "off"}.get(config.get("cache"), "auto")
-    _show(magics, {"text/plain": f"{stats} (cache={setting})"},
-          {"pienteger": {"cache": {**stats.as_dict(), "setting": setting}}})
-
-
-EXPLAIN_INSTRUCTION = (
-    "This Python notebook cell failed. Explain briefly, in Markdown, why it failed and how to fix it; "
-    "show corrected code if it helps."
-)
-# Long enough for an explanation with a short code block; the service's own default (16) is not.
-
-
-EXPLAIN_MAX_TOKENS = 400
-
-
-def explain_prompt(source: str, error: str) -> str:
-    return f"{EXPLAIN_INSTRUCTION}\n\nCell:\n```python\n{source.rstrip()}\n```\n\nError:\n```\n{error}\n```\n\nExplanation:\n"
-
-
-def cmd_explain(magics: PientegerMagics, words: list[str]) -> None:
-    """Send the last failed cell's source and error; the answer streams in as Markdown."""
-    failed = magics.errors.last()
-    if failed is None:
-        print("no cell has failed yet in this kernel: run the cell that raises, then %pienteger explain")
-        return
-    options = ["-f", "markdown", "--no-interpolate", *words]
-    if not any(w == "--max-tokens" or w.startswith("--max-tokens=") for w in words):
-        options += ["--max-tokens", str(EXPLAIN_MAX_TOKENS)]
-    import shlex
-
-    magics.complete_cell(" ".join(shlex.quote(w) for w in options),
-                         explain_prompt(failed.source, failed.error))
-
-
-def cmd_jobs(magics: PientegerMagics, words: list[str]) -> None:
-    if words:
-        raise UsageError("%pienteger jobs takes no arguments")
-    rows = magics.jobs.rows()
-    if not rows:
-        print("no background jobs yet: %%pienteger --background starts one")
-        return
-    _show(magics, table_bundle(["id", "model", "state", "tokens", "seconds"], rows))
-
-
-def cmd_stop(magics: PientegerMagics, words: list[str]) -> None:
-    if len(words) > 1:
-        raise UsageError("%pienteger stop takes one job id, or all (the default)")
-    try:
-        stopped = magics.jobs.stop(words[0] if words else None)
-    except LookupError as exc:
-        raise UsageError(str(exc)) from None
-    if stopped:
-        print(f"stopping job{'s' if len(stopped) > 1 else ''} {', '.join(map(str, stopped))}")
-    else:
-        print("no running background job to stop")
 
 
 def cmd_help(magics: PientegerMagics, words: list[str]) -> None:
