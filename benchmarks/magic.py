@@ -61,7 +61,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def bench_overhead(ip: Any, rounds: int, calls: int) -> None:
     from pienteger_nb import Client
-    from pienteger_nb.ledger.store import record_call
+    from pienteger_nb.ledger.default import record_call
 
     client = Client(source="bench", on_call=record_call)
     prompt = "Write about {topic}"

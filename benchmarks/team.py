@@ -34,10 +34,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pg import Cluster, find_bin_dir
 
 from pienteger_nb.ledger.budget import LedgerSpend, make_budget
+from pienteger_nb.ledger.default import replay_cache_of
 from pienteger_nb.ledger.pgschema import quoted
 from pienteger_nb.ledger.postgres import INSERT_SQL, PostgresLog
 from pienteger_nb.ledger.schema import INSERT_COLUMNS, row_values
-from pienteger_nb.ledger.store import UsageLog, replay_cache_of
+from pienteger_nb.ledger.store import UsageLog
 from pienteger_nb.types import CallRecord, Choice, Completion, Estimate, Usage
 
 MODELS = ["text-davinci-003", "text-curie-001", "gpt-3.5-turbo-instruct", "text-ada-001"]

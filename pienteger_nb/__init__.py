@@ -114,7 +114,7 @@ class _LedgerReplay:
     """Stored answers come from the default ledger's replay cache (imported at the first look)."""
 
     def lookup(self, key: str) -> Completion | None:
-        from .ledger.store import LedgerReplay
+        from .ledger.default import LedgerReplay
 
         return LedgerReplay().lookup(key)
 

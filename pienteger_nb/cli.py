@@ -23,7 +23,7 @@ _DELEGATED: dict[str, tuple[str, str, str, str]] = {
     ),
     "usage": (
         "show the usage ledger (calls and tokens by model, day or source)",
-        "pienteger_nb.ledger.store",
+        "pienteger_nb.ledger.usage_cli",
         "add_usage_arguments",
         "run_usage",
     ),

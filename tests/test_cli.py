@@ -38,7 +38,7 @@ def test_help_imports_no_heavy_module():
         "import sys\nfrom pienteger_nb.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = ['pandas', 'nbclient', 'nbconvert', 'IPython', 'ipywidgets', 'pienteger_nb.emulator',"
-        " 'pienteger_nb.ledger.store', 'pienteger_nb.demo']\n"
+        " 'pienteger_nb.ledger.store', 'pienteger_nb.ledger.usage_cli', 'pienteger_nb.demo']\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
@@ -71,7 +71,7 @@ def test_serve_help_comes_from_the_emulator(capsys):
 
 def test_usage_subcommand_shows_the_ledger(env_emulator, capsys):
     from pienteger_nb import Client
-    from pienteger_nb.ledger.store import record_call
+    from pienteger_nb.ledger.default import record_call
 
     Client(on_call=record_call).complete("Say this is a test", model="text-curie-001", max_tokens=5)
     capsys.readouterr()

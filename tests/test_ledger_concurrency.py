@@ -25,15 +25,10 @@ from conftest import TEST_KEY
 from pienteger_nb import Client
 from pienteger_nb.errors import BadRequestError
 from pienteger_nb.ledger import schema, watch
+from pienteger_nb.ledger.default import record_call, usage, usage_summary
 from pienteger_nb.ledger.schema import MIGRATIONS, SCHEMA_VERSION
-from pienteger_nb.ledger.store import (
-    UsageLog,
-    UsageLogError,
-    record_call,
-    unrecorded_calls,
-    usage,
-    usage_summary,
-)
+from pienteger_nb.ledger.store import UsageLog, UsageLogError
+from pienteger_nb.ledger.unrecorded import unrecorded_calls
 from pienteger_nb.types import CallRecord
 
 T0 = dt.datetime(2026, 11, 1, 9, 30, tzinfo=dt.UTC)

@@ -532,7 +532,7 @@ def test_an_interrupt_before_any_text_says_so(ip: Any, magics: Any, env_emulator
 
 
 def _ledger() -> Any:
-    from pienteger_nb.ledger.store import default_log
+    from pienteger_nb.ledger.default import default_log
 
     return default_log().frame()
 

@@ -78,7 +78,7 @@ def _assert_only_tagged_errors(nb: Any) -> None:
 
 
 def _ledger() -> Any:
-    from pienteger_nb.ledger.store import default_log
+    from pienteger_nb.ledger.default import default_log
 
     return default_log().frame()
 

@@ -19,8 +19,9 @@ from pg import BACKENDS, open_ledger
 
 from pienteger_nb import config
 from pienteger_nb.ledger import frame as ledger_frame
+from pienteger_nb.ledger.default import default_log, record_call, usage
 from pienteger_nb.ledger.schema import SCHEMA_VERSION
-from pienteger_nb.ledger.store import UsageLog, UsageLogError, default_log, record_call, usage
+from pienteger_nb.ledger.store import UsageLog, UsageLogError
 from pienteger_nb.types import CallRecord
 
 T0 = dt.datetime(2026, 11, 1, 9, 30, 0, 123456, tzinfo=dt.UTC)
@@ -395,7 +396,7 @@ def test_pienteger_nb_usage_stays_a_function_whatever_is_imported_first():
     code = (
         "import pienteger_nb\n"
         "u = pienteger_nb.usage\n"
-        "from pienteger_nb.ledger.store import record_call\n"
+        "from pienteger_nb.ledger.default import record_call\n"
         "from pienteger_nb import ledger\n"
         "from pienteger_nb.ledger import usage\n"
         "assert callable(ledger.usage_summary) and usage is u is ledger.usage\n"

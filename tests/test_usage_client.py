@@ -7,7 +7,8 @@ import pytest
 from conftest import TEST_KEY
 
 from pienteger_nb import BadRequestError, Client, StreamError
-from pienteger_nb.ledger.store import UsageLog, usage
+from pienteger_nb.ledger.default import usage
+from pienteger_nb.ledger.store import UsageLog
 
 
 @pytest.fixture

@@ -13,14 +13,9 @@ import pandas as pd
 import pytest
 from pg import BACKENDS, location, open_ledger
 
-from pienteger_nb.ledger.store import (
-    UsageLog,
-    UsageLogError,
-    add_usage_arguments,
-    run_usage,
-    summary_text,
-    usage_summary,
-)
+from pienteger_nb.ledger.default import summary_text, usage_summary
+from pienteger_nb.ledger.store import UsageLog, UsageLogError
+from pienteger_nb.ledger.usage_cli import add_usage_arguments, run_usage
 from pienteger_nb.types import CallRecord
 
 DAY1 = dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC)

@@ -1,21 +1,21 @@
-"""The ledger room: every call as one row, kept in SQLite and read back as pandas DataFrames.
+"""The ledger room: every call as one row, read back as pandas DataFrames; prices, budgets and
+the replay cache live beside the rows.
 
-``UsageLog`` owns one ledger file (``store``): the schema and its migrations (``schema``),
-the fast frame reader (``frame``), summaries, export and plots (``views``). ``usage()``,
-``usage_summary()`` and ``record_call()`` work on the default ledger (``PIENTEGER_USAGE_DB``).
+``UsageLog`` owns one SQLite file (``store``): the schema and its migrations (``schema``), the
+fast frame reader (``frame``), summaries, export and plots (``views``), prices (``prices``),
+budgets (``budget`` over ``spendbook``), the replay cache (``cache``). ``usage()``,
+``usage_summary()`` and ``record_call()`` work on the default ledger (``default``), which
+``PIENTEGER_USAGE_DB`` may also point at a team's PostgreSQL (``postgres`` and its ``pg*``
+modules, ``spool``, ``backend``).
 
-May import: the shared leaves, sqlite3 and pandas (pandas only inside the functions that
-build frames, so importing the ledger is cheap). No HTTP, no IPython.
+May import: the shared leaves, sqlite3, pandas (only inside the functions that build frames, so
+importing the ledger is cheap) and psycopg (only for a team ledger). No HTTP, no IPython.
 """
 
 from __future__ import annotations
 
-# Not `prices`/`set_prices` here: the name `prices` would hide the submodule of that name.
-from .prices import cost_usd
-from .store import (
+from .default import (
     LedgerReplay,
-    UsageLog,
-    UsageLogError,
     cache_stats,
     clear_cache,
     default_log,
@@ -26,6 +26,10 @@ from .store import (
     usage,
     usage_summary,
 )
+
+# Not `prices`/`set_prices` here: the name `prices` would hide the submodule of that name.
+from .prices import cost_usd
+from .store import UsageLog, UsageLogError
 
 __all__ = [
     "LedgerReplay",

@@ -29,10 +29,11 @@ from typing import Any
 from ..errors import BudgetExceededError, ConfigurationError
 from ..spend import DEFAULT_CHARS_PER_TOKEN
 from ..types import CallRecord, Estimate
+from .default import default_log
 from .prices import cost_usd
 from .schema import call_user
 from .spendbook import Amounts, SpendBook, SqliteSpendBook
-from .store import UsageLog, default_log
+from .store import UsageLog
 
 PERIODS = ("session", "day", "month", "total")
 SCOPES = ("user", "team")

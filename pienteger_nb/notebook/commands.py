@@ -138,7 +138,7 @@ def cmd_check(magics: PientegerMagics, words: list[str]) -> None:
 def cmd_usage(magics: PientegerMagics, words: list[str]) -> None:
     args = parse_words(usage_parser(), words)
     from .. import ledger  # pandas loads here, not with the extension
-    from ..ledger.store import unrecorded_calls
+    from ..ledger.unrecorded import unrecorded_calls
 
     missing = unrecorded_calls()
     if missing.count:  # first: it stays true even when the ledger cannot be read either

@@ -140,7 +140,7 @@ class PientegerMagics(Magics):
         return self._cached[1]
 
     def _record(self, rec: CallRecord) -> None:
-        from ..ledger.store import record_call
+        from ..ledger.default import record_call
 
         record_call(dataclasses.replace(rec, execution_count=self.execution_count()))
 
@@ -298,7 +298,7 @@ class PientegerMagics(Magics):
     def _background(
         self, client: Any, prompt: str, *, model: str, fmt: str, params: dict[str, Any], output: str | None
     ) -> None:
-        from ..ledger.store import record_call
+        from ..ledger.default import record_call
 
         client.require_key()
         client.request_preview(prompt, model=model, stream=True, **params)  # bad input fails the cell now

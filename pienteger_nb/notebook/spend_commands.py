@@ -59,7 +59,8 @@ def cmd_budget(magics: PientegerMagics, words: list[str]) -> None:
 
 def cmd_cache(magics: PientegerMagics, words: list[str]) -> None:
     """``%pienteger cache``: what the replay cache holds and saved; ``cache clear`` empties it."""
-    from ..ledger.store import UsageLogError, cache_stats, clear_cache
+    from ..ledger.default import cache_stats, clear_cache
+    from ..ledger.store import UsageLogError
 
     if words not in ([], ["clear"]):
         raise UsageError("usage: %pienteger cache (what is stored and saved) or %pienteger cache clear")
