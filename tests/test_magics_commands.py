@@ -232,6 +232,8 @@ def test_usage_summary_export_and_mistakes(ip: Any, magics: Any, env_emulator: A
     assert any("magic" in html for html in r.data("text/html"))
     r = run(ip, "%pienteger usage --since 1h")
     assert any("text-ada-001" in html for html in r.data("text/html"))
+    r = run(ip, "%pienteger usage --by user")  # every grouping usage_summary takes, also here
+    assert r.res.success, r.lines
     target = tmp_path / "rows.csv"
     r = run(ip, f'%pienteger usage --export "{target}"')
     assert r.res.success and target.exists() and str(target) in r.cap.stdout

@@ -215,8 +215,10 @@ def subcommand_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def usage_parser() -> argparse.ArgumentParser:
+    from ..ledger.views import BY_CHOICES  # made when %pienteger usage runs, not at %load_ext
+
     parser = subcommand_parser("%pienteger usage")
-    parser.add_argument("--by", choices=("model", "day", "source"), default=None)
+    parser.add_argument("--by", choices=BY_CHOICES, default=None)
     parser.add_argument("--since", default=None, help="ISO date/time, or e.g. 7d, 24h")
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--export", metavar="FILE", default=None)
