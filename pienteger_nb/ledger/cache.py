@@ -34,6 +34,23 @@ class UsageLog(Protocol):
     def _connection(self) -> sqlite3.Connection: ...
 
 
+def filed_row(rec: CallRecord, *, store_prompts: bool) -> tuple[Any, ...] | None:
+    """The replay_cache row that keeps a fresh answer (None: the record carries none).
+
+    The prompt is kept only with ``store_prompts``; the cost is what the answer cost when filed.
+    """
+    answer = rec.answer
+    if answer is None:
+        return None
+    u = answer.usage
+    return (
+        rec.cache_key, rec.model, answer_json(answer), prompt_text(rec.prompt) if store_prompts else None,
+        u.prompt_tokens, u.completion_tokens, u.total_tokens,
+        cost_usd(rec.model, u.prompt_tokens, u.completion_tokens),
+        _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
 class ReplayCacheError(Exception):
     """The replay cache's table could not be read or written (the ledger wraps it in UsageLogError)."""
 
@@ -158,16 +175,9 @@ class ReplayCache:
             with self._conn() as conn:
                 conn.execute(REPLAYED_SQL, (rec.cache_key,))
             return
-        answer = rec.answer
-        if answer is None:
+        values = filed_row(rec, store_prompts=store_prompts)
+        if values is None:
             return
-        u = answer.usage
-        values = (
-            rec.cache_key, rec.model, answer_json(answer), prompt_text(rec.prompt) if store_prompts else None,
-            u.prompt_tokens, u.completion_tokens, u.total_tokens,
-            cost_usd(rec.model, u.prompt_tokens, u.completion_tokens),
-            _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        )
         with self._conn() as conn:
             conn.execute(FILE_SQL, values)
 

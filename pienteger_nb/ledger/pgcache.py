@@ -10,7 +10,6 @@ call goes to the service instead of waiting for a connect timeout; filing is ski
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..types import CallRecord, Completion
@@ -22,10 +21,8 @@ from .cache import (
     CacheStats,
     ReplayCacheError,
     answer_from,
-    answer_json,
-    prompt_text,
+    filed_row,
 )
-from .prices import cost_usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pgpool import Pool
@@ -80,16 +77,9 @@ class PostgresReplayCache:
         if rec.cached:
             self._run(lambda conn: conn.execute(_PG_REPLAYED, (rec.cache_key,)))
             return
-        answer = rec.answer
-        if answer is None:
+        values = filed_row(rec, store_prompts=store_prompts)
+        if values is None:
             return
-        u = answer.usage
-        values = (
-            rec.cache_key, rec.model, answer_json(answer), prompt_text(rec.prompt) if store_prompts else None,
-            u.prompt_tokens, u.completion_tokens, u.total_tokens,
-            cost_usd(rec.model, u.prompt_tokens, u.completion_tokens),
-            _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        )
         self._run(lambda conn: conn.execute(_PG_FILE, values))
 
     def stats(self) -> CacheStats:
