@@ -13,7 +13,8 @@ ratelimit)`` after every response (the ``pacer`` protocol). The limiter keeps th
 A worker that must wait reserves the next free start (its seat) and sleeps until exactly then,
 so a paced request costs one wake-up however many workers wait. When a 429 or a slower pace
 pushes the schedule back, the seats behind are re-spaced and only the workers whose seat moved
-wake again; a faster pace (the window refilled) wakes the workers it brings forward.
+wake again; a faster pace (the window refilled) wakes the workers it brings forward. (An
+injected ``sleep`` cannot be interrupted: its worker sees a moved start when the sleep ends.)
 
 Time comes from an injectable ``clock`` and waits go through an injectable ``sleep``, so tests
 assert on what the limiter asked for rather than on wall time. ``cancel()`` wakes every waiter.
