@@ -198,7 +198,7 @@ def baseline_limiter(spec: str) -> Any:
     import subprocess
     import types
 
-    from pienteger_nb import pacing
+    from pienteger_nb.batch import pacing
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     source = subprocess.run(["git", "show", spec], cwd=root, capture_output=True, text=True, check=True).stdout
@@ -306,7 +306,7 @@ def limiter_bench(args: argparse.Namespace) -> None:
 
 
 def limiter_paced(args: argparse.Namespace, old: Any, advertised: int, kw: dict[str, Any]) -> None:
-    from pienteger_nb.pacing import RateLimiter
+    from pienteger_nb.batch.pacing import RateLimiter
 
     class Deaf(RateLimiter):
         """Hears 429s but not the remaining-* headers: the same batch with nothing pacing it."""
@@ -330,7 +330,7 @@ def limiter_paced(args: argparse.Namespace, old: Any, advertised: int, kw: dict[
 
 
 def limiter_loose(args: argparse.Namespace, old: Any, kw: dict[str, Any]) -> None:
-    from pienteger_nb.pacing import RateLimiter
+    from pienteger_nb.batch.pacing import RateLimiter
 
     n, conc, latency = args.prompts, args.concurrency, args.latency
     loose = round(2 * conc / latency * 60)
