@@ -211,11 +211,13 @@ def baseline_limiter(spec: str) -> Any:
 class Serve:
     """``pienteger-nb serve`` in a child process on a free port, stopped on exit."""
 
-    def __init__(self, *, latency: float, rpm: int | None) -> None:
+    def __init__(self, *, latency: float, rpm: int | None, in_flight: int) -> None:
         import subprocess
 
+        # A request holds one of the emulator's threads for its whole latency: give it one per
+        # request in flight (its default, 128, would cap the batch at 128 requests a second).
         cmd = [sys.executable, "-m", "pienteger_nb.cli", "serve", "--port", "0", "--quiet",
-               "--api-key", KEY, "--latency", str(latency)]
+               "--api-key", KEY, "--latency", str(latency), "--max-threads", str(in_flight + 16)]
         if rpm is not None:
             cmd += ["--rpm", str(rpm)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -250,7 +252,7 @@ def limiter_run(make: Callable[[list[Any]], Any], *, n: int, concurrency: int, l
     from pienteger_nb import Client
     from pienteger_nb.batch import complete_many
 
-    with Serve(latency=latency, rpm=serve_rpm) as server:
+    with Serve(latency=latency, rpm=serve_rpm, in_flight=concurrency) as server:
         client = Client(api_key=KEY, base_url=server.url)
         trace: list[Any] = []
         limiter = make(trace)
