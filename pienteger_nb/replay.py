@@ -9,7 +9,6 @@ and ``answer``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -73,6 +72,8 @@ def cache_key(base_url: str, body: Mapping[str, Any]) -> str:
     request = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
     canonical = json.dumps([parts.netloc.lower(), parts.path.rstrip("/"), request], sort_keys=True,
                            separators=(",", ":"), ensure_ascii=False, default=str)
+    import hashlib  # here, not at import: %load_ext stays light
+
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

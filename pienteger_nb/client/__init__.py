@@ -16,7 +16,24 @@ without the client knowing it.
 
 from __future__ import annotations
 
-from .client import Client
-from .stream import Stream
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import Client
+    from .stream import Stream
+
+
+def __getattr__(name: str) -> Any:
+    # Client (and requests with it) loads at first use: the magics import this room's light
+    # modules (token counts) at %load_ext without paying for requests.
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    if name == "Stream":
+        from .stream import Stream
+
+        return Stream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Client", "Stream"]

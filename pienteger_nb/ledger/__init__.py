@@ -14,22 +14,42 @@ importing the ledger is cheap) and psycopg (only for a team ledger). No HTTP, no
 
 from __future__ import annotations
 
-from .default import (
-    LedgerReplay,
-    cache_stats,
-    clear_cache,
-    default_log,
-    export,
-    plot,
-    record_call,
-    summary_text,
-    usage,
-    usage_summary,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# Not `prices`/`set_prices` here: the name `prices` would hide the submodule of that name.
-from .prices import cost_usd
-from .store import UsageLog, UsageLogError
+if TYPE_CHECKING:  # pragma: no cover
+    from .default import (
+        LedgerReplay,
+        cache_stats,
+        clear_cache,
+        default_log,
+        export,
+        plot,
+        record_call,
+        summary_text,
+        usage,
+        usage_summary,
+    )
+    from .prices import cost_usd
+    from .store import UsageLog, UsageLogError
+
+# Public name -> its module, imported at first use: a light import of one ledger module (the
+# prices, say) does not open the store. Not `prices`/`set_prices` here: the name `prices`
+# would hide the submodule of that name.
+_WHERE = {
+    "LedgerReplay": "default", "cache_stats": "default", "clear_cache": "default",
+    "default_log": "default", "export": "default", "plot": "default", "record_call": "default",
+    "summary_text": "default", "usage": "default", "usage_summary": "default",
+    "cost_usd": "prices", "UsageLog": "store", "UsageLogError": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
 
 __all__ = [
     "LedgerReplay",

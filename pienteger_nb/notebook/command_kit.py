@@ -14,9 +14,11 @@ class PientegerMagics(Protocol):
     shell: Any
     emulator: Any
     errors: Any
-    jobs: Any
     _saved_settings: tuple[Any, Any] | None
     listed_models: dict[str, list[str]]
+
+    @property
+    def jobs(self) -> Any: ...
 
     def client(self) -> Any: ...
 

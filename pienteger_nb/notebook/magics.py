@@ -12,14 +12,13 @@ import dataclasses
 import datetime as _dt
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from .. import config
-from ..client.results import estimate_tokens
 from ..errors import PientegerError, StreamError
 from ..interpolate import interpolate
 from ..types import CallRecord, Completion, Estimate
@@ -34,11 +33,13 @@ from .args import (
     split_line,
     take_values,
 )
-from .background import JobBoard
 from .cells import CellErrors
 from .failures import CellFailure, CellInterrupted, describe, scrub
 from .render import DisplaySink, StreamView, insertion, render_output, sink_for_shell, usage_bundle
-from .usage_line import LiveUsage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .background import JobBoard
+    from .usage_line import LiveUsage
 
 _EXAMPLES = """\
 examples:
@@ -118,9 +119,18 @@ class PientegerMagics(Magics):
         self._cached: tuple[tuple[Any, ...], Any] | None = None
         self.listed_models: dict[str, list[str]] = {}  # base URL -> model ids, once listed
         self.errors = CellErrors()
-        self.jobs = JobBoard()
+        self._jobs: JobBoard | None = None
         if shell is not None:
             shell.events.register("post_run_cell", self.errors.after_cell)
+
+    @property
+    def jobs(self) -> JobBoard:
+        """This kernel's background jobs (made at first use: %load_ext stays light)."""
+        if self._jobs is None:
+            from .background import JobBoard
+
+            self._jobs = JobBoard()
+        return self._jobs
 
     # --- The client -------------------------------------------------------------------------
 
@@ -329,7 +339,7 @@ class PientegerMagics(Magics):
                         texts = s.texts
                         shown = view.update("\n\n---\n\n".join(texts[i] for i in sorted(texts)))
                         if shown and live is not None:  # counted only when shown: texts are whole
-                            live.completion_tokens = sum(map(estimate_tokens, texts.values()))
+                            live.recount(texts.values())
                     else:
                         text += delta
                         shown = view.update(text)
@@ -358,6 +368,8 @@ class PientegerMagics(Magics):
         return completion
 
     def _live_usage(self, model: str, prompt: str) -> LiveUsage:
+        from .usage_line import LiveUsage
+
         """The live usage line: a display of its own in a notebook, none in a terminal."""
         sink = sink_for_shell(self.shell)
         return LiveUsage(model=model, prompt=prompt, sink=DisplaySink() if isinstance(sink, DisplaySink) else None,
@@ -389,7 +401,8 @@ class PientegerMagics(Magics):
     def unload(self) -> None:
         """Everything ``close`` does, and stop the background jobs and the error hook."""
         self.close()
-        self.jobs.close()
+        if self._jobs is not None:
+            self._jobs.close()
         if self.shell is not None:
             try:
                 self.shell.events.unregister("post_run_cell", self.errors.after_cell)

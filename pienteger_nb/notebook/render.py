@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -58,7 +58,7 @@ class DisplaySink:
 
         update = self.display_id is not None
         if self.display_id is None:
-            self.display_id = uuid.uuid4().hex
+            self.display_id = os.urandom(16).hex()  # as uuid4().hex, without importing uuid at %load_ext
         # raw=True: the bundle is already MIME-keyed; no formatter runs on the hot path.
         display(data, raw=True, metadata=metadata, display_id=self.display_id, update=update)
         self.sent += 1

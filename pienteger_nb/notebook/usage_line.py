@@ -8,7 +8,7 @@ the 20 updates a second the text is held to. In terminal IPython only the final 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..client.results import estimate_tokens
@@ -55,6 +55,10 @@ class LiveUsage:
     def count(self, delta: str) -> None:
         """Add a piece of new text (of any choice)."""
         self.completion_tokens += estimate_tokens(delta)
+
+    def recount(self, texts: Iterable[str]) -> None:
+        """Count every choice's whole text afresh (n > 1, where pieces interleave)."""
+        self.completion_tokens = sum(map(estimate_tokens, texts))
 
     def live_line(self) -> str:
         cost = format_usd(self.price(self.model, self.prompt_tokens, self.completion_tokens))
