@@ -21,6 +21,20 @@ from pienteger_nb import Client
 from pienteger_nb.errors import APIConnectionError, APITimeoutError, InternalServerError, StreamError
 from pienteger_nb.types import CallRecord
 
+# The test servers' first step: read the whole request, body included (closing with unread
+# bytes would reset the connection and could lose the answer before the client reads it).
+_READ_REQUEST = textwrap.dedent('''
+    def read_request(conn):
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\\r\\n\\r\\n")
+        length = int(next((line.split(b":")[1] for line in head.split(b"\\r\\n")
+                           if line.lower().startswith(b"content-length:")), b"0"))
+        while len(body) < length:
+            body += conn.recv(65536)
+''')
+
 # A subprocess: a loopback server that sends `size` bytes (1 MiB at a time, never held whole)
 # after `head`; the client reads it with the caps lowered; prints the outcome and the peak RSS.
 _MEMORY = textwrap.dedent('''
@@ -33,16 +47,7 @@ _MEMORY = textwrap.dedent('''
         sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4] == "stream"
     listener = socket.create_server(("127.0.0.1", 0))
     sent = [0]
-    def read_request(conn):
-        # The whole request, body included: closing with unread bytes would reset the connection.
-        data = b""
-        while b"\\r\\n\\r\\n" not in data:
-            data += conn.recv(65536)
-        head, _, body = data.partition(b"\\r\\n\\r\\n")
-        length = int(next((line.split(b":")[1] for line in head.split(b"\\r\\n")
-                           if line.lower().startswith(b"content-length:")), b"0"))
-        while len(body) < length:
-            body += conn.recv(65536)
+    READ_REQUEST
     def serve():
         conn, _ = listener.accept()
         read_request(conn)
@@ -74,7 +79,7 @@ _MEMORY = textwrap.dedent('''
     hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     print(json.dumps({"outcome": outcome, "peak_mb": hwm / 1024, "sent_mb": sent[0] / (1 << 20),
                       "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-''')
+''').replace("READ_REQUEST\n", _READ_REQUEST)
 
 _BIG = 200 << 20  # what the server offers; the caps in the subprocess are 16 MiB and 1 MiB
 
@@ -116,16 +121,7 @@ _BOMB = textwrap.dedent('''
     packed = b"".join(packer.compress(zeros) for _ in range(256)) + packer.flush()  # 256 MiB, gzipped
     del zeros
     listener = socket.create_server(("127.0.0.1", 0))
-    def read_request(conn):
-        # The whole request, body included: closing with unread bytes would reset the connection.
-        data = b""
-        while b"\\r\\n\\r\\n" not in data:
-            data += conn.recv(65536)
-        head, _, body = data.partition(b"\\r\\n\\r\\n")
-        length = int(next((line.split(b":")[1] for line in head.split(b"\\r\\n")
-                           if line.lower().startswith(b"content-length:")), b"0"))
-        while len(body) < length:
-            body += conn.recv(65536)
+    READ_REQUEST
     def serve():
         conn, _ = listener.accept()
         read_request(conn)
@@ -145,7 +141,7 @@ _BOMB = textwrap.dedent('''
         outcome = f"{type(exc).__name__}: {exc}"
     hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     print(json.dumps({"outcome": outcome, "peak_mb": hwm / 1024}))
-''')
+''').replace("READ_REQUEST\n", _READ_REQUEST)
 
 
 def test_a_gzip_bomb_is_refused_by_its_decoded_size() -> None:
