@@ -47,7 +47,34 @@ def ip():
     magics = PientegerMagics(shell)
     shell.register_magics(magics)
     yield shell
-    magics.close()
+    magics.unload()  # also stops background jobs and removes its post_run_cell hook
+
+
+# Names the magic tests put in the user namespace; cleared around each test.
+MAGIC_NAMES = ("topic", "rows", "d", "x", "os", "res", "answer")
+
+
+@pytest.fixture
+def magics(ip):
+    """The registered PientegerMagics, reset before and after each test: real clock, no client
+    factory, no cached client or emulator, no background job, no leftover names."""
+    import time
+
+    m = ip.magics_manager.registry["PientegerMagics"]
+
+    def reset() -> None:
+        m.clock = time.monotonic
+        m.client_factory = None
+        m.close()
+        if m._jobs is not None:
+            m._jobs.close()
+            m._jobs.jobs.clear()
+        for name in MAGIC_NAMES:
+            ip.user_ns.pop(name, None)
+
+    reset()
+    yield m
+    reset()
 
 
 @pytest.fixture

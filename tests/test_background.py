@@ -5,7 +5,6 @@ interrupt of the main thread leaves them running, errors are one line in their o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +13,6 @@ from IPython.utils.capture import capture_output
 
 from pienteger_nb import usage
 from pienteger_nb.types import Completion
-
-
-@pytest.fixture
-def magics(ip: Any) -> Iterator[Any]:
-    m = ip.magics_manager.registry["PientegerMagics"]
-    yield m
-    m.jobs.close()
-    m.jobs.jobs.clear()
 
 
 @pytest.fixture

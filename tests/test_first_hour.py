@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,14 +10,6 @@ from conftest import TEST_KEY
 from IPython.utils.capture import capture_output
 
 from pienteger_nb import config
-
-
-@pytest.fixture
-def magics(ip: Any) -> Iterator[Any]:
-    m = ip.magics_manager.registry["PientegerMagics"]
-    m.close()
-    yield m
-    m.close()
 
 
 def run(ip: Any, source: str) -> tuple[Any, Any, list[str]]:

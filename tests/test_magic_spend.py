@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_magics import NAMES, Ticker, run
+from test_magics import Ticker, run
 
 from pienteger_nb.ledger import prices
-
-
-@pytest.fixture
-def magics(ip: Any) -> Iterator[Any]:
-    """The registered PientegerMagics, reset before and after each test (as in test_magics)."""
-    m = ip.magics_manager.registry["PientegerMagics"]
-
-    def reset() -> None:
-        m.clock = time.monotonic
-        m.client_factory = None
-        m.close()
-        for name in NAMES:
-            ip.user_ns.pop(name, None)
-
-    reset()
-    yield m
-    reset()
 
 
 def usage_lines(r: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,25 +18,6 @@ from IPython.utils.capture import CapturedIO, capture_output
 from pienteger_nb import config
 from pienteger_nb.notebook.failures import CellFailure, CellInterrupted
 from pienteger_nb.types import Completion
-
-NAMES = ("topic", "rows", "d", "x", "os", "res", "answer")
-
-
-@pytest.fixture
-def magics(ip: Any) -> Iterator[Any]:
-    """The registered PientegerMagics, reset before and after each test."""
-    m = ip.magics_manager.registry["PientegerMagics"]
-
-    def reset() -> None:
-        m.clock = time.monotonic
-        m.client_factory = None
-        m.close()
-        for name in NAMES:
-            ip.user_ns.pop(name, None)
-
-    reset()
-    yield m
-    reset()
 
 
 class Run:

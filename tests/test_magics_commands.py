@@ -4,7 +4,6 @@ usage, form, help. Every captured output is scanned for the key."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +12,6 @@ from conftest import TEST_KEY
 from IPython.utils.capture import CapturedIO, capture_output
 
 from pienteger_nb import config
-
-
-@pytest.fixture
-def magics(ip: Any) -> Iterator[Any]:
-    m = ip.magics_manager.registry["PientegerMagics"]
-    m.close()
-    yield m
-    m.close()
 
 
 class Run:
