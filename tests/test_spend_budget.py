@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import TEST_KEY
+from together import run_together
 
 import pienteger_nb
 from pienteger_nb import BudgetExceededError, Client, Estimate, complete_many, set_budget, set_prices, usage
@@ -165,19 +166,7 @@ def test_eight_processes_sharing_a_ledger_never_pass_the_budget_together(client,
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KEY": TEST_KEY, "URL": emulator.url,
            "PIENTEGER_BUDGET": f"{limit!r}/day"}
     emulator.latency = 0.01  # calls overlap, so the processes really contend for the budget
-    workers = [subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(8)]
-    for worker in workers:
-        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
-    for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-    counts = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=240)
-        assert worker.returncode == 0, err
-        counts.append(int(out.strip()))
+    counts = [int(out.strip()) for out in run_together(_WORKER, [env] * 8)]
     frame = usage()
     assert len(frame) == sum(counts) and (frame["status"] == "ok").all()
     assert frame["cost"].sum() <= limit + 1e-12

@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import TEST_KEY
 from pg import BACKENDS, open_ledger
+from together import run_together
 
 import pienteger_nb
 from pienteger_nb import BudgetExceededError, Client, set_prices
@@ -148,29 +147,13 @@ def test_eight_processes_on_one_team_budget_never_pass_it(team_env, emulator, tm
     assert worst is not None
     limit = 50 * worst
     emulator.latency = 0.01  # calls overlap, so the processes really contend for the budget
-    workers = []
-    for n in range(8):  # eight users: a team budget counts them all
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "KEY": TEST_KEY, "URL": emulator.url, "PROMPT": PROMPT,
-               "PIENTEGER_PRICES": str(prices), "PIENTEGER_BUDGET": f"{limit!r}/day/team",
-               "JUPYTERHUB_USER": f"analyst{n}", "PIENTEGER_USAGE_DB": team_env}
-        workers.append(subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-    try:
-        for worker in workers:
-            assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
-        for worker in workers:
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
-        counts = []
-        for worker in workers:
-            out, err = worker.communicate(timeout=240)
-            assert worker.returncode == 0, err
-            counts.append(int(out.strip()))
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
+    envs = [  # eight users: a team budget counts them all
+        {**os.environ, "PYTHONPATH": str(ROOT), "KEY": TEST_KEY, "URL": emulator.url, "PROMPT": PROMPT,
+         "PIENTEGER_PRICES": str(prices), "PIENTEGER_BUDGET": f"{limit!r}/day/team",
+         "JUPYTERHUB_USER": f"analyst{n}", "PIENTEGER_USAGE_DB": team_env}
+        for n in range(8)
+    ]
+    counts = [int(out.strip()) for out in run_together(_WORKER, envs)]
     frame = pienteger_nb.usage()
     assert len(frame) == sum(counts) and (frame["status"] == "ok").all()
     assert frame["cost"].sum() <= limit + 1e-12

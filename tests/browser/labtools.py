@@ -28,11 +28,23 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ARTIFACTS", REPO / "artifacts"))
 DOCS = REPO / "docs"
 # The README's pictures are rewritten only when asked, so a test run leaves the tree clean.
+# Where a notebook's cells, a cell's own outputs and the text of an Output widget are on the page.
+CELLS = ".jp-NotebookPanel .jp-Notebook .jp-Cell"
+OWN_OUTPUTS = ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output"
+WIDGET_TEXT = ".widget-output .jp-OutputArea-output"
+
 UPDATE_DOCS = os.environ.get("UPDATE_DOCS_SCREENSHOTS", "") not in ("", "0")
 INSTALL_HINT = (
     "apt-get install -y chromium && pip install playwright pytest-playwright "
     "(no `playwright install` needed: the tests use /usr/bin/chromium)"
 )
+
+
+def expect() -> Any:
+    """Playwright's ``expect`` (imported here, so collecting the tests needs no playwright)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
 
 
 def missing_browser() -> str | None:

@@ -12,24 +12,26 @@ from typing import Any
 
 import pytest
 
-from .labtools import BROWSER_KEY, Lab, hide_left_area, open_notebook, run_all, save_artifact
+from . import labtools
+from .labtools import (
+    BROWSER_KEY,
+    CELLS,
+    OWN_OUTPUTS,
+    WIDGET_TEXT,
+    Lab,
+    hide_left_area,
+    open_notebook,
+    run_all,
+    save_artifact,
+)
 
 pytestmark = pytest.mark.browser
 
-CELLS = ".jp-NotebookPanel .jp-Notebook .jp-Cell"
-OWN_OUTPUTS = ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output"
-WIDGET_TEXT = ".widget-output .jp-OutputArea-output"
 FORM_PROMPT = "The old lighthouse keeper looked out over the sea and"
 
 
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
-
-
 def test_magic_streams_while_the_cell_runs(lab: Lab, lab_page: Any) -> None:
-    expect = _expect()
+    expect = labtools.expect()
     page = lab_page
     url = lab.notebook("magic.ipynb", [
         "%load_ext pienteger_nb",
@@ -66,7 +68,7 @@ def test_magic_streams_while_the_cell_runs(lab: Lab, lab_page: Any) -> None:
 
 
 def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
-    expect = _expect()
+    expect = labtools.expect()
     page = lab_page
     url = lab.notebook("form.ipynb", [
         "from pienteger_nb import PromptForm\n\nform = PromptForm()\nform",
@@ -134,7 +136,7 @@ def test_form_submit_and_stop_from_real_clicks(lab: Lab, lab_page: Any) -> None:
 
 
 def test_api_error_shows_as_one_line(lab: Lab, lab_page: Any) -> None:
-    expect = _expect()
+    expect = labtools.expect()
     page = lab_page
     url = lab.notebook("error.ipynb", [
         "%load_ext pienteger_nb",

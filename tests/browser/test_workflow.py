@@ -8,23 +8,15 @@ from typing import Any
 
 import pytest
 
-from .labtools import Lab, open_notebook, run_all, save_artifact
+from . import labtools
+from .labtools import CELLS, OWN_OUTPUTS, WIDGET_TEXT, Lab, open_notebook, run_all, save_artifact
 
 pytestmark = pytest.mark.browser
 
-CELLS = ".jp-NotebookPanel .jp-Notebook .jp-Cell"
-OWN_OUTPUTS = ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output"
-WIDGET_TEXT = ".widget-output .jp-OutputArea-output"
-
-
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
 
 
 def test_background_cell_streams_while_another_runs_and_stop_stops_it(lab: Lab, lab_page: Any) -> None:
-    expect = _expect()
+    expect = labtools.expect()
     page = lab_page
     url = lab.notebook("background.ipynb", [
         "%load_ext pienteger_nb",
@@ -56,7 +48,7 @@ def test_background_cell_streams_while_another_runs_and_stop_stops_it(lab: Lab, 
 
 
 def test_insert_adds_a_cell_below_with_the_completion(lab: Lab, lab_page: Any) -> None:
-    expect = _expect()
+    expect = labtools.expect()
     page = lab_page
     url = lab.notebook("insert.ipynb", [
         "%load_ext pienteger_nb",
